@@ -1,0 +1,1 @@
+"""ddvideo: DeepDream videos and infinite-zoom animations on TensorFlow/Keras."""

@@ -1,0 +1,198 @@
+"""The multi-octave DeepDream engine: pure tensors in and out, one compiled graph per frame shape."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import SettingsError
+from .models import LoadedModel
+from .objective import Term, build_extractor, min_input_side, parse_objective
+
+BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """How hard and at which scales to dream. Defaults are the Keras DeepDream example's."""
+
+    layers: str | None = None  # objective spec or preset name; None = the backbone's default (keras preset)
+    octaves: int = 3
+    octave_scale: float = 1.4
+    iterations: int = 30
+    step: float = 20.0  # on the [-1, 1] pixel scale, after the gradient is normalised
+    max_loss: float | None = 15.0  # stop an octave early once the loss exceeds it
+    normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
+    tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.octaves >= 1, f"--octaves must be at least 1, got {self.octaves}"),
+            (self.octave_scale > 1, f"--octave-scale must be greater than 1, got {self.octave_scale}"),
+            (self.iterations >= 0, f"--iterations must be 0 or more, got {self.iterations}"),
+            (self.step >= 0 and math.isfinite(self.step), f"--step must be a non-negative number, got {self.step}"),
+            (self.max_loss is None or self.max_loss > 0, f"--max-loss must be positive, got {self.max_loss}"),
+            (self.normalize in ("l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
+            (self.tile_size >= 0, f"--tile-size must be 0 (off) or a size in pixels, got {self.tile_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+
+
+@dataclass(frozen=True)
+class DreamResult:
+    frame: np.ndarray  # (H, W, 3) uint8
+    loss: float  # objective value at the last step of the last octave
+
+
+def to_unit(frame: np.ndarray | tf.Tensor) -> tf.Tensor:
+    """(H, W, 3) uint8 [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(frame, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(x: tf.Tensor) -> np.ndarray:
+    """(H, W, 3) float [-1, 1] -> uint8 [0, 255], rounded."""
+    return np.rint(np.clip((np.asarray(x) + 1.0) * 127.5, 0, 255)).astype(np.uint8)
+
+
+def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_side: int) -> list[tuple[int, int]]:
+    """Octave sizes smallest first, as in the Keras example; octaves smaller than the model can take are dropped."""
+    if min(height, width) < min_side:
+        raise SettingsError(
+            f"frame {width}x{height} is too small for this model and objective: both sides must be at least "
+            f"{min_side} px; use a larger image or --max-size, or earlier layers"
+        )
+    shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)]
+    return [s for s in shapes if min(s) >= min_side][::-1]
+
+
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split [0, length) into the fewest nearly equal spans no longer than `tile` (no sliver tiles)."""
+    count = max(1, math.ceil(length / tile)) if tile else 1
+    edges = [round(i * length / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+class Dreamer:
+    """Dreams frames with one model and one objective; compiles once per frame shape."""
+
+    def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *, jit_compile: bool = False):
+        self.loaded = loaded
+        self.settings = settings
+        self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
+        self.extractor = build_extractor(loaded, self.terms)
+        self.min_side = min_input_side(self.extractor, border=BORDER)
+        if settings.tile_size and settings.tile_size < 2 * self.min_side:
+            # a frame just over one tile splits into two half tiles, each of which must still fit the model
+            raise SettingsError(
+                f"--tile-size {settings.tile_size} is too small for this objective: use at least {2 * self.min_side}, or 0 for no tiling"
+            )
+        self.trace_count = 0  # incremented only while tracing: a test checks frames don't retrace
+        self._graph = tf.function(self._dream_graph, jit_compile=jit_compile)
+        self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
+
+    # -- public -----------------------------------------------------------------------------------
+    def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None) -> DreamResult:
+        """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
+        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations)
+        return DreamResult(to_uint8(x), float(loss))
+
+    def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device."""
+        height, width = int(x.shape[0]), int(x.shape[1])
+        octave_shapes(height, width, octaves=self.settings.octaves, scale=self.settings.octave_scale, min_side=self.min_side)
+        s = self.settings
+        return self._graph(
+            tf.convert_to_tensor(x, tf.float32),
+            tf.constant(s.iterations if iterations is None else iterations, tf.int32),
+            tf.constant(s.step, tf.float32),
+            tf.constant(math.inf if s.max_loss is None else s.max_loss, tf.float32),
+            tf.constant(seed, tf.int32),
+        )
+
+    # -- graph ------------------------------------------------------------------------------------
+    def _dream_graph(self, original, iterations, step, max_loss, seed):
+        self.trace_count += 1
+        s = self.settings
+        shapes = octave_shapes(int(original.shape[0]), int(original.shape[1]),
+                               octaves=s.octaves, scale=s.octave_scale, min_side=self.min_side)
+        shrunk = tf.image.resize(original, shapes[0])
+        img = original
+        loss = tf.constant(0.0)
+        for index, shape in enumerate(shapes):
+            img = tf.image.resize(img, shape)
+            img, loss = self._ascend(img, iterations, step, max_loss, seed * 16 + index)
+            # re-inject the detail that shrinking the original lost at this scale
+            same_size = tf.image.resize(original, shape)
+            img = img + same_size - tf.image.resize(shrunk, shape)
+            shrunk = same_size
+        return tf.clip_by_value(img, -1.0, 1.0), loss
+
+    def _ascend(self, img, iterations, step, max_loss, seed):
+        """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss."""
+
+        def cond(i, img, loss, done):
+            return tf.logical_and(i < iterations, tf.logical_not(done))
+
+        def body(i, img, loss, done):
+            loss, grads = self._gradients(img, tf.stack([seed, i]))
+            if self.settings.normalize == "l2":
+                grads = tf.math.l2_normalize(grads)
+            else:
+                grads = grads / (tf.math.reduce_std(grads) + 1e-8)
+            return i + 1, img + step * grads, loss, loss > max_loss
+
+        _, img, loss, _ = tf.while_loop(
+            cond, body, (tf.constant(0), img, tf.constant(0.0), tf.constant(False)),
+            shape_invariants=None, parallel_iterations=1,
+        )
+        return img, loss
+
+    def _loss(self, img):
+        """Weighted mean squared activation of each objective term, border cropped. img: (H, W, 3)."""
+        features = self.extractor(self.loaded.to_input(img[None]), training=False)
+        loss = tf.constant(0.0)
+        for term in self.terms:
+            act = tf.cast(features[term.layer], tf.float32)[:, BORDER:-BORDER, BORDER:-BORDER, :]
+            if term.channel is not None:
+                act = act[..., term.channel]
+            loss += term.weight * tf.reduce_mean(tf.square(act))
+        return loss
+
+    def _gradients(self, img, seed):
+        """(loss, d loss / d img) for one (H, W, 3) image, tile by tile when it is larger than the tile size."""
+        height, width = int(img.shape[0]), int(img.shape[1])
+        tile = self.settings.tile_size
+        if not tile or (height <= tile and width <= tile):
+            with tf.GradientTape() as tape:
+                tape.watch(img)
+                loss = self._loss(img)
+            return loss, tape.gradient(loss, img)
+        return self._tiled_gradients(img, seed, tile)
+
+    def _tiled_gradients(self, img, seed, tile):
+        # Roll by a random offset so tile edges fall somewhere new each step and no seam builds up.
+        height, width = int(img.shape[0]), int(img.shape[1])
+        if self._roll:
+            shift = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=tile, dtype=tf.int32)
+        else:
+            shift = tf.zeros([2], tf.int32)
+        rolled = tf.roll(img, shift, axis=[0, 1])
+        grads = tf.zeros_like(img)
+        loss = tf.constant(0.0)
+        for y0, y1 in tile_spans(height, tile):
+            for x0, x1 in tile_spans(width, tile):
+                # depend on the running sum so tiles run one after another: peak memory is one tile's
+                with tf.control_dependencies([grads]):
+                    piece = tf.identity(rolled[y0:y1, x0:x1])
+                with tf.GradientTape() as tape:
+                    tape.watch(piece)
+                    piece_loss = self._loss(piece)
+                g = tape.gradient(piece_loss, piece)
+                grads = grads + tf.pad(g, [[y0, height - y1], [x0, width - x1], [0, 0]])
+                loss += piece_loss * ((y1 - y0) * (x1 - x0) / (height * width))
+        return loss, tf.roll(grads, -shift, axis=[0, 1])

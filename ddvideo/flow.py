@@ -1,0 +1,177 @@
+"""Optical flow, warping and occlusion masks that carry the previous dream onto the next frame."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ddvideo.errors import InputError, SettingsError
+
+# Flow convention used throughout ddvideo (and by ddvideo.metrics):
+#   flow = compute_flow(a, b) lives on b's pixel grid, and flow(p) points to where
+#   the content of b at p was in a, so b(p) ≈ a(p + flow(p)) and warp(a, flow) ≈ b.
+# In OpenCV's terms this is the flow computed from b to a ("backward" flow).
+
+FLOW_METHODS = ("dis", "farneback", "none")
+
+# Farneback parameters from DeepDreamAnim (REFERENCE.md).
+_FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+
+# Ruder et al. 2016 thresholds, shared with the warping-error metric.
+_CONSISTENCY_REL, _CONSISTENCY_ABS = 0.01, 0.5
+_BOUNDARY_REL, _BOUNDARY_ABS = 0.01, 0.002
+
+# cv2.DISOpticalFlow is not thread-safe: one instance per thread and preset.
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How the previous dream is carried onto the next frame before dreaming it."""
+
+    method: str = "dis"  # "dis", "farneback" or "none" (plain blend, no motion)
+    blend: float = 0.5  # weight of the current source frame in the init
+    occlusion: bool = True  # take the source frame where the flow is unreliable
+
+    def __post_init__(self) -> None:
+        _check_method(self.method)
+        if isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
+            raise SettingsError(f"flow blend {self.blend!r} is not a number; use a value in [0, 1]")
+        if math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
+            raise SettingsError(f"flow blend {self.blend!r} is out of range; use a value in [0, 1]")
+        if not isinstance(self.occlusion, bool):
+            raise SettingsError(f"flow occlusion {self.occlusion!r} is not a boolean; use True or False")
+
+
+def _check_method(method: str) -> None:
+    if method not in FLOW_METHODS:
+        raise SettingsError(f"unknown flow method {method!r}; choose one of {', '.join(FLOW_METHODS)}")
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 grey from an (H, W, 3) RGB or (H, W) grey uint8 frame."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(f"frame dtype {frame.dtype} is not supported for optical flow; pass uint8 frames")
+    if frame.ndim == 2:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    raise InputError(f"frame shape {frame.shape} is not (H, W, 3) RGB or (H, W) grey")
+
+
+def _dis(preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> cv2.DISOpticalFlow:
+    cache = getattr(_local, "dis", None)
+    if cache is None:
+        cache = _local.dis = {}
+    if preset not in cache:
+        cache[preset] = cv2.DISOpticalFlow_create(preset)
+    return cache[preset]
+
+
+def compute_flow(prev: np.ndarray, curr: np.ndarray, *, method: str = "dis") -> np.ndarray:
+    """(H, W, 2) float32 (dx, dy) flow on curr's grid pointing into prev: curr(p) ≈ prev(p + flow(p)).
+
+    So `warp(prev, compute_flow(prev, curr))` ≈ curr. Method "none" assumes no motion (zero flow).
+    """
+    _check_method(method)
+    grey_prev, grey_curr = _grey(prev), _grey(curr)
+    if grey_prev.shape != grey_curr.shape:
+        raise InputError(f"frame sizes differ: {grey_prev.shape} and {grey_curr.shape}; resize them to match")
+    if method == "none":
+        return np.zeros((*grey_curr.shape, 2), np.float32)
+    # OpenCV's calc(I0, I1) gives I0(p) ≈ I1(p + flow(p)), hence curr first.
+    if method == "dis":
+        flow = _dis().calc(grey_curr, grey_prev, None)
+    else:
+        flow = cv2.calcOpticalFlowFarneback(grey_curr, grey_prev, None, **_FARNEBACK)
+    return flow.astype(np.float32, copy=False)
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample `image` at p + flow(p) (bilinear, edges replicated); same dtype and shape as `image`.
+
+    `image` is (H, W) or (H, W, C) uint8 or float32; `flow` is (H, W, 2) in compute_flow's convention.
+    """
+    image = np.asarray(image)
+    flow = np.asarray(flow, np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[:2] != image.shape[:2]:
+        raise InputError(f"flow shape {flow.shape} does not fit image {image.shape}; expected (H, W, 2)")
+    h, w = flow.shape[:2]
+    # (H, W) absolute sampling coordinates
+    map_x = flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(image.shape)  # remap drops a trailing channel axis of size 1
+
+
+def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray) -> np.ndarray:
+    """(H, W) bool on the second frame's grid, True where its flow is unreliable (Ruder et al. 2016).
+
+    For frames a then b: `flow_bw = compute_flow(a, b)` (on b's grid, pointing into a) and
+    `flow_fw = compute_flow(b, a)` (on a's grid, pointing into b). A pixel of b is unreliable
+    where the two flows disagree (disocclusion), at a motion boundary of flow_bw, or where
+    flow_bw points outside frame a (content entering at the edges).
+    """
+    flow_fw = np.asarray(flow_fw, np.float32)
+    flow_bw = np.asarray(flow_bw, np.float32)
+    if flow_fw.shape != flow_bw.shape:
+        raise InputError(f"forward flow shape {flow_fw.shape} differs from backward {flow_bw.shape}")
+    # (H, W, 2) forward flow pulled onto b's grid; ≈ -flow_bw where consistent
+    fw_on_b = warp(flow_fw, flow_bw)
+    mismatch = np.sum((fw_on_b + flow_bw) ** 2, axis=2)
+    energy = np.sum(fw_on_b**2, axis=2) + np.sum(flow_bw**2, axis=2)
+    inconsistent = mismatch > _CONSISTENCY_REL * energy + _CONSISTENCY_ABS
+    du_dy, du_dx = np.gradient(flow_bw[..., 0])
+    dv_dy, dv_dx = np.gradient(flow_bw[..., 1])
+    grad_sq = du_dx**2 + du_dy**2 + dv_dx**2 + dv_dy**2
+    boundary = grad_sq > _BOUNDARY_REL * np.sum(flow_bw**2, axis=2) + _BOUNDARY_ABS
+    return inconsistent | boundary | _outside(flow_bw)
+
+
+def _outside(flow: np.ndarray) -> np.ndarray:
+    """(H, W) True where p + flow(p) leaves the frame: content entering at the edges has no source."""
+    h, w = flow.shape[:2]
+    x = flow[..., 0] + np.arange(w)[None, :]
+    y = flow[..., 1] + np.arange(h)[:, None]
+    # half a pixel of slack: bilinear sampling there still reads the edge pixel itself
+    return (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+
+
+def flow_pair(prev: np.ndarray, curr: np.ndarray, *, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
+    """(flow, unreliable): compute_flow(prev, curr) and its occlusion_mask, both on curr's grid."""
+    flow_bw = compute_flow(prev, curr, method=method)
+    if method == "none":
+        return flow_bw, np.zeros(flow_bw.shape[:2], bool)
+    flow_fw = compute_flow(curr, prev, method=method)
+    return flow_bw, occlusion_mask(flow_fw, flow_bw)
+
+
+def coherent_init(
+    source: np.ndarray, prev_source: np.ndarray, prev_dream: np.ndarray, *, settings: FlowSettings
+) -> np.ndarray:
+    """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow, blended in.
+
+    init = blend * source + (1 - blend) * warped prev_dream; with occlusion on, unreliable pixels
+    of the warped dream are replaced by `source`. Method "none" is the plain blend.
+    """
+    source = np.asarray(source)
+    prev_dream = np.asarray(prev_dream)
+    if prev_dream.shape != source.shape or np.shape(prev_source) != source.shape:
+        raise InputError(
+            f"frame shapes differ: source {source.shape}, prev_source {np.shape(prev_source)}, "
+            f"prev_dream {prev_dream.shape}; dream every frame at the source size"
+        )
+    src = source.astype(np.float32)
+    carried = prev_dream.astype(np.float32)
+    if settings.method != "none":
+        flow, unreliable = flow_pair(prev_source, source, method=settings.method)
+        carried = warp(carried, flow)  # (H, W, 3) previous dream in frame t's geometry
+        if settings.occlusion:
+            carried[unreliable] = src[unreliable]
+    init = settings.blend * src + (1.0 - settings.blend) * carried
+    return np.clip(np.rint(init), 0, 255).astype(np.uint8)

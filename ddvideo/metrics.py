@@ -1,0 +1,76 @@
+"""Flicker measures for rendered clips, computed against the motion of their source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import zip_longest
+
+import cv2
+import numpy as np
+
+from ddvideo.errors import InputError
+from ddvideo.flow import FlowSettings, flow_pair, warp
+
+_END = object()
+
+
+def _rgb(frame: np.ndarray, what: str, index: int) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputError(
+            f"{what} frame {index} is {frame.dtype} {frame.shape}; expected uint8 (H, W, 3) RGB frames"
+        )
+    return frame
+
+
+def _fit(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (h, w, 3) output frame to the source's (H, W) so pixels correspond."""
+    h, w = size
+    if output.shape[:2] == (h, w):
+        return output
+    shrinking = output.shape[0] > h or output.shape[1] > w
+    return cv2.resize(output, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def warping_error(
+    source_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], *, method: str = "dis"
+) -> float:
+    """Warping error E_warp of Lai et al. 2018 (lower is steadier), pixel values scaled to [0, 1].
+
+    For each pair t, t+1 the flow and non-occlusion mask M_t come from the source frames
+    (ddvideo.flow, same thresholds as the renderer); the output O_{t+1} is warped onto O_t and
+    E_t = sum_p M_t(p) ||O_t(p) - warp(O_{t+1})(p)||^2 / sum_p M_t(p), the norm over RGB.
+    E_warp is the mean of E_t over the pairs (pairs with no reliable pixel are skipped).
+    Frames are uint8 (H, W, 3) RGB and are streamed, two at a time; output frames of another
+    size are resized to the source's size first. Both clips must have the same frame count.
+    """
+    FlowSettings(method=method)  # names the valid methods if this one is unknown
+    total, pairs, count = 0.0, 0, 0
+    prev_src = prev_out = None
+    for src, out in zip_longest(source_frames, output_frames, fillvalue=_END):
+        if src is _END or out is _END:
+            shorter = "source" if src is _END else "output"
+            raise InputError(f"the {shorter} clip ends after {count} frames but the other goes on; "
+                             "compare an output with the source it was rendered from")
+        src = _rgb(src, "source", count)
+        out = _fit(_rgb(out, "output", count), src.shape[:2]).astype(np.float32) / 255.0
+        if prev_src is not None:
+            if src.shape != prev_src.shape:
+                raise InputError(f"source frame {count} is {src.shape}, frame 0 was {prev_src.shape}; "
+                                 "the source must keep one size")
+            # (H, W, 2) flow on frame t's grid into t+1, and (H, W) unreliable pixels of t
+            flow, unreliable = flow_pair(src, prev_src, method=method)
+            reliable = ~unreliable
+            n = int(np.count_nonzero(reliable))
+            if n:
+                diff_sq = np.sum((prev_out - warp(out, flow)) ** 2, axis=2)  # (H, W)
+                total += float(np.sum(diff_sq[reliable])) / n
+                pairs += 1
+        prev_src, prev_out = src, out
+        count += 1
+    if count < 2:
+        raise InputError(f"warping error needs at least 2 frames, got {count}")
+    if pairs == 0:
+        raise InputError("no pixel of the source has a reliable flow between frames; "
+                         "the warping error cannot be measured on this clip")
+    return total / pairs

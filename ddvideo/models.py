@@ -1,0 +1,163 @@
+"""Backbones: build a Keras model with its weights and map the dream's [-1, 1] pixels to its input."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from .errors import ModelError, SettingsError  # noqa: E402
+
+# Caffe-style backbones expect BGR pixels in [0, 255] minus the ImageNet mean.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _unit_to_caffe(x: tf.Tensor) -> tf.Tensor:
+    """(..., 3) RGB in [-1, 1] -> BGR in [0, 255] minus the ImageNet mean."""
+    bgr = (x[..., ::-1] + 1.0) * 127.5
+    return bgr - tf.constant(_CAFFE_MEAN_BGR, dtype=x.dtype)
+
+
+def _identity(x: tf.Tensor) -> tf.Tensor:
+    return x
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A Keras application: how to build it, how to feed it, and which layers are worth dreaming on."""
+
+    name: str
+    build: Callable[..., keras.Model]
+    to_input: Callable[[tf.Tensor], tf.Tensor]  # dream pixels in [-1, 1] -> model input
+    block_pattern: str  # layers listed in errors and suggested for objectives
+    default_layers: str  # objective spec used when the user names none
+
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone("inception_v3", keras.applications.InceptionV3, _identity, r"mixed\d+$",
+                 "mixed4=1.0,mixed5=1.5,mixed6=2.0,mixed7=2.5"),
+        Backbone("vgg16", keras.applications.VGG16, _unit_to_caffe, r"block\d_conv\d$",
+                 "block4_conv3=1.0,block5_conv3=1.0"),
+        Backbone("vgg19", keras.applications.VGG19, _unit_to_caffe, r"block\d_conv\d$",
+                 "block4_conv4=1.0,block5_conv4=1.0"),
+        Backbone("resnet50", keras.applications.ResNet50, _unit_to_caffe, r"conv\d_block\d+_out$",
+                 "conv3_block4_out=1.0,conv4_block3_out=1.0"),
+        Backbone("xception", keras.applications.Xception, _identity, r"add(_\d+)?$",
+                 "add_3=1.0,add_5=1.0"),
+        Backbone("mobilenet_v2", keras.applications.MobileNetV2, _identity, r"block_\d+_add$",
+                 "block_6_add=1.0,block_10_add=1.0"),
+    )
+}
+
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which network to dream with and which weights it carries."""
+
+    model: str = "inception_v3"  # a BACKBONES key or a path to a .keras file
+    weights: str = "imagenet"  # "imagenet", "none" (seeded random) or a path to a weights file
+    seed: int = 0  # initialises random weights when weights == "none"
+
+    def __post_init__(self) -> None:
+        if self.model not in BACKBONES and not self.model.endswith(".keras"):
+            raise SettingsError(
+                f"unknown model {self.model!r}: use one of {', '.join(BACKBONES)} or a path to a .keras file"
+            )
+        if self.model.endswith(".keras") and not os.path.isfile(self.model):
+            raise SettingsError(f"model file not found: {self.model}; give the path to a saved .keras model")
+        if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
+            raise SettingsError(
+                f"weights file not found: {self.weights}; use --weights imagenet, none, or a path to a weights file"
+            )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A built network with what the dream needs to know about it."""
+
+    model: keras.Model
+    name: str
+    to_input: Callable[[tf.Tensor], tf.Tensor]
+    block_pattern: str
+    default_layers: str
+
+    def dreamable_layers(self) -> list[str]:
+        """Every layer with a 4-D (batch, H, W, C) output, in network order."""
+        return [layer.name for layer in self.model.layers if len(_output_shape(layer)) == 4]
+
+    def block_layers(self) -> list[str]:
+        """The block outputs most worth dreaming on (shown in errors)."""
+        names = [n for n in self.dreamable_layers() if re.match(self.block_pattern, n)]
+        return names or self.dreamable_layers()
+
+
+def _output_shape(layer: keras.layers.Layer) -> tuple:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        return ()
+    return tuple(shape)
+
+
+def load_model(settings: ModelSettings) -> LoadedModel:
+    """Build the backbone named by `settings` with its weights (no top), ready for feature extraction."""
+    if settings.model.endswith(".keras"):
+        return _load_custom(settings)
+    backbone = BACKBONES[settings.model]
+    if settings.weights == "none":
+        keras.utils.set_random_seed(settings.seed)
+        model = backbone.build(weights=None, include_top=False)
+    elif settings.weights == "imagenet":
+        model = _download_imagenet(backbone)
+    else:
+        model = backbone.build(weights=None, include_top=False)
+        try:
+            model.load_weights(settings.weights)
+        except Exception as exc:  # Keras raises many types for a mismatched file
+            raise ModelError(
+                f"cannot load weights {settings.weights} into {backbone.name}: {_first_line(exc)}; "
+                f"give a weights file saved from keras.applications {backbone.name} (include_top=False)"
+            ) from None
+    model.trainable = False
+    return LoadedModel(model, backbone.name, backbone.to_input, backbone.block_pattern, backbone.default_layers)
+
+
+def _download_imagenet(backbone: Backbone) -> keras.Model:
+    try:
+        return backbone.build(weights="imagenet", include_top=False)
+    except Exception as exc:  # urllib, OSError, ValueError... all mean "could not fetch"
+        raise ModelError(
+            f"could not download the ImageNet weights for {backbone.name} ({_first_line(exc)}); "
+            f"when offline, copy a weights file here and pass --weights PATH (or --weights none for random weights)"
+        ) from None
+
+
+def _load_custom(settings: ModelSettings) -> LoadedModel:
+    try:
+        model = keras.saving.load_model(settings.model, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"cannot load model {settings.model}: {_first_line(exc)}; save it with model.save('x.keras')") from None
+    if settings.weights not in ("imagenet", "none"):
+        try:
+            model.load_weights(settings.weights)
+        except Exception as exc:
+            raise ModelError(f"cannot load weights {settings.weights} into {settings.model}: {_first_line(exc)}") from None
+    model.trainable = False
+    names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
+    default = f"{names[-1]}=1.0" if names else ""
+    return LoadedModel(model, settings.model, _identity, r".*", default)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,32 @@
+"""Shared fixtures: one seeded random-weight InceptionV3 for the whole session, and small test images."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np
+import pytest
+
+from ddvideo.models import ModelSettings, load_model
+
+# mixed2/mixed3 keep test frames small (the keras preset needs frames over 200 px for 3 octaves)
+SMALL_LAYERS = "mixed2=1.0,mixed3=2.0"
+
+
+@pytest.fixture(scope="session")
+def inception():
+    return load_model(ModelSettings(model="inception_v3", weights="none", seed=0))
+
+
+def textured_image(height: int, width: int, *, seed: int = 0) -> np.ndarray:
+    """A smooth random colour texture, (H, W, 3) uint8."""
+    import cv2
+
+    noise = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 3) * 3 - 255, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def texture():
+    return textured_image

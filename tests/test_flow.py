@@ -1,0 +1,168 @@
+"""Tests for ddvideo.flow: flow recovers known motion, warps land where geometry says."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ddvideo.errors import InputError, SettingsError
+from ddvideo.flow import FlowSettings, coherent_init, compute_flow, flow_pair, occlusion_mask, warp
+
+H, W = 96, 128
+DX, DY = 3, -2  # content offset of frame b's window relative to frame a's
+
+
+def texture(h: int, w: int, *, seed: int) -> np.ndarray:
+    """(h, w, 3) uint8 smooth random texture that optical flow can lock on to."""
+    noise = np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 2.0)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return np.rint(smooth * 255).astype(np.uint8)
+
+
+def window(big: np.ndarray, x: int, y: int) -> np.ndarray:
+    return np.ascontiguousarray(big[y : y + H, x : x + W])
+
+
+@pytest.fixture(scope="module")
+def panned() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames a, b of a pan (b(p) = a(p + (DX, DY))) and the big texture they are cut from."""
+    big = texture(H + 40, W + 40, seed=1)
+    return window(big, 20, 20), window(big, 20 + DX, 20 + DY), big
+
+
+def interior(x: np.ndarray, margin: int = 8) -> np.ndarray:
+    return x[margin:-margin, margin:-margin]
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_compute_flow_recovers_pan(panned, method):
+    a, b, _ = panned
+    flow = compute_flow(a, b, method=method)
+    assert flow.shape == (H, W, 2) and flow.dtype == np.float32
+    assert abs(np.median(interior(flow[..., 0])) - DX) < 0.3
+    assert abs(np.median(interior(flow[..., 1])) - DY) < 0.3
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_warp_along_flow_matches_next_frame(panned, method):
+    a, b, _ = panned
+    warped = warp(a, compute_flow(a, b, method=method))
+    assert warped.dtype == np.uint8 and warped.shape == a.shape
+    aligned = np.abs(interior(warped).astype(np.float32) - interior(b)).mean()
+    unaligned = np.abs(interior(a).astype(np.float32) - interior(b)).mean()
+    assert aligned < 1.0
+    assert unaligned > 10 * aligned
+
+
+def test_compute_flow_none_is_zero(panned):
+    a, b, _ = panned
+    assert not compute_flow(a, b, method="none").any()
+
+
+def test_warp_constant_one_pixel_flow():
+    image = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    flow = np.zeros((3, 4, 2), np.float32)
+    flow[..., 0] = 1.0  # every pixel reads its right neighbour
+    out = warp(image, flow)
+    assert out.shape == image.shape and out.dtype == np.float32
+    expected = np.array([[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]], np.float32)  # edge replicated
+    np.testing.assert_allclose(out[..., 0], expected, atol=1e-6)
+
+    flow = np.zeros((3, 4, 2), np.float32)
+    flow[..., 1] = -1.0  # every pixel reads the one above it
+    rgb = np.stack([image[..., 0]] * 3, axis=2).astype(np.uint8)
+    out = warp(rgb, flow)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[1:, :, 0], rgb[:-1, :, 0])
+    np.testing.assert_array_equal(out[0], rgb[0])
+
+
+def test_warp_half_pixel_is_bilinear():
+    image = np.array([[0.0, 10.0, 20.0]], np.float32)
+    flow = np.zeros((1, 3, 2), np.float32)
+    flow[..., 0] = 0.5
+    np.testing.assert_allclose(warp(image, flow), [[5.0, 15.0, 20.0]], atol=1e-5)
+
+
+def test_warp_rejects_mismatched_flow():
+    with pytest.raises(InputError, match="flow shape"):
+        warp(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 2), np.float32))
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_occlusion_mask_pure_pan_is_reliable_inside(panned, method):
+    a, b, _ = panned
+    _, unreliable = flow_pair(a, b, method=method)
+    assert unreliable.shape == (H, W) and unreliable.dtype == bool
+    assert interior(unreliable).mean() < 0.02
+    # b's right columns and top rows show content that lies outside a
+    assert unreliable[H // 2 :, -DX:].all() and unreliable[: -DY, : W // 2].all()
+
+
+def test_occlusion_mask_marks_uncovered_strip():
+    background = texture(H, W, seed=2)
+    square = texture(32, 32, seed=3)
+    a, b = background.copy(), background.copy()
+    a[32:64, 40:72] = square
+    b[32:64, 48:80] = square  # the square moves 8 px right; columns 40..47 are uncovered
+    unreliable = occlusion_mask(compute_flow(b, a), compute_flow(a, b))
+    assert unreliable[36:60, 41:47].mean() > 0.6
+    assert unreliable[8:24, 8:120].mean() < 0.05  # static background far from the square
+    assert unreliable[8:88, 96:120].mean() < 0.05
+
+
+def test_coherent_init_none_is_plain_blend():
+    source = np.array([[[200, 0, 100], [255, 255, 255]]], np.uint8)  # (1, 2, 3)
+    prev_dream = np.array([[[0, 100, 101], [0, 10, 255]]], np.uint8)
+    prev_source = np.zeros_like(source)  # ignored without flow
+    out = coherent_init(source, prev_source, prev_dream, settings=FlowSettings(method="none", blend=0.25))
+    # 0.25 * source + 0.75 * dream: 50, 75, 100.75 -> 101; 63.75 -> 64, 71.25 -> 71, 255
+    expected = np.array([[[50, 75, 101], [64, 71, 255]]], np.uint8)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_coherent_init_carries_dream_along_motion(panned, method):
+    a, b, big = panned
+    pattern = texture(*big.shape[:2], seed=5)  # the "dream": a pattern stuck to the content
+    dream_a, dream_b = window(pattern, 20, 20), window(pattern, 20 + DX, 20 + DY)
+    init = coherent_init(b, a, dream_a, settings=FlowSettings(method=method, blend=0.0))
+    assert init.shape == b.shape and init.dtype == np.uint8
+    assert np.abs(interior(init).astype(np.float32) - interior(dream_b)).mean() < 1.0
+    # content entering at the edge has no dream to carry: it takes the source frame
+    np.testing.assert_array_equal(init[H // 2 :, -DX:], b[H // 2 :, -DX:])
+    # without flow the same dream lands misaligned
+    blended = coherent_init(b, a, dream_a, settings=FlowSettings(method="none", blend=0.0))
+    assert np.abs(interior(blended).astype(np.float32) - interior(dream_b)).mean() > 10
+
+
+def test_coherent_init_rejects_mismatched_shapes(panned):
+    a, b, _ = panned
+    with pytest.raises(InputError, match="prev_dream"):
+        coherent_init(b, a, a[:-1], settings=FlowSettings())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "lucas"}, "'lucas'.*dis, farneback, none"),
+        ({"blend": 1.5}, "1.5.*\\[0, 1\\]"),
+        ({"blend": -0.1}, "-0.1.*\\[0, 1\\]"),
+        ({"blend": float("nan")}, "nan"),
+        ({"blend": "half"}, "'half'"),
+        ({"occlusion": "yes"}, "'yes'"),
+    ],
+)
+def test_flow_settings_validation(kwargs, match):
+    with pytest.raises(SettingsError, match=match):
+        FlowSettings(**kwargs)
+
+
+def test_flow_settings_defaults_and_unknown_method_in_compute_flow(panned):
+    assert FlowSettings() == FlowSettings(method="dis", blend=0.5, occlusion=True)
+    a, b, _ = panned
+    with pytest.raises(SettingsError, match="'raft'"):
+        compute_flow(a, b, method="raft")
