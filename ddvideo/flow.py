@@ -151,27 +151,48 @@ def flow_pair(prev: np.ndarray, curr: np.ndarray, *, method: str = "dis") -> tup
     return flow_bw, occlusion_mask(flow_fw, flow_bw)
 
 
-def coherent_init(
-    source: np.ndarray, prev_source: np.ndarray, prev_dream: np.ndarray, *, settings: FlowSettings
-) -> np.ndarray:
+Motion = tuple  # (flow (H, W, 2) or None, unreliable (H, W) bool or None) of one source frame pair
+
+
+def motion(prev_source: np.ndarray, source: np.ndarray, *, settings: FlowSettings) -> Motion:
+    """What coherent blending needs to know about the step prev_source -> source (None parts are skipped)."""
+    if settings.method == "none":
+        return None, None
+    if settings.occlusion:
+        return flow_pair(prev_source, source, method=settings.method)
+    return compute_flow(prev_source, source, method=settings.method), None
+
+
+def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings) -> np.ndarray:
     """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow, blended in.
 
-    init = blend * source + (1 - blend) * warped prev_dream; with occlusion on, unreliable pixels
-    of the warped dream are replaced by `source`. Method "none" is the plain blend.
+    init = blend * source + (1 - blend) * warped prev_dream; unreliable pixels of the warped dream (occluded or
+    at motion boundaries) are replaced by `source`. With no flow it is the plain blend.
     """
     source = np.asarray(source)
     prev_dream = np.asarray(prev_dream)
-    if prev_dream.shape != source.shape or np.shape(prev_source) != source.shape:
+    if prev_dream.shape != source.shape:
         raise InputError(
-            f"frame shapes differ: source {source.shape}, prev_source {np.shape(prev_source)}, "
-            f"prev_dream {prev_dream.shape}; dream every frame at the source size"
+            f"frame shapes differ: source {source.shape}, prev_dream {prev_dream.shape}; dream every frame at the source size"
         )
     src = source.astype(np.float32)
     carried = prev_dream.astype(np.float32)
-    if settings.method != "none":
-        flow, unreliable = flow_pair(prev_source, source, method=settings.method)
+    flow, unreliable = step
+    if flow is not None:
         carried = warp(carried, flow)  # (H, W, 3) previous dream in frame t's geometry
-        if settings.occlusion:
-            carried[unreliable] = src[unreliable]
+    if unreliable is not None:
+        carried[unreliable] = src[unreliable]
     init = settings.blend * src + (1.0 - settings.blend) * carried
     return np.clip(np.rint(init), 0, 255).astype(np.uint8)
+
+
+def coherent_init(
+    source: np.ndarray, prev_source: np.ndarray, prev_dream: np.ndarray, *, settings: FlowSettings
+) -> np.ndarray:
+    """blend_init with the motion computed here from the two source frames."""
+    if np.shape(prev_source) != np.shape(source):
+        raise InputError(
+            f"frame shapes differ: source {np.shape(source)}, prev_source {np.shape(prev_source)}; "
+            f"dream every frame at the source size"
+        )
+    return blend_init(source, prev_dream, motion(prev_source, source, settings=settings), settings=settings)

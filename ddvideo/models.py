@@ -7,12 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from .errors import ModelError, SettingsError  # noqa: E402
+from .errors import ModelError, SettingsError
 
 # Caffe-style backbones expect BGR pixels in [0, 255] minus the ImageNet mean.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -23,10 +21,8 @@ def _unit_to_caffe(x: tf.Tensor) -> tf.Tensor:
     bgr = (x[..., ::-1] + 1.0) * 127.5
     return bgr - tf.constant(_CAFFE_MEAN_BGR, dtype=x.dtype)
 
-
 def _identity(x: tf.Tensor) -> tf.Tensor:
     return x
-
 
 @dataclass(frozen=True)
 class Backbone:
@@ -37,7 +33,6 @@ class Backbone:
     to_input: Callable[[tf.Tensor], tf.Tensor]  # dream pixels in [-1, 1] -> model input
     block_pattern: str  # layers listed in errors and suggested for objectives
     default_layers: str  # objective spec used when the user names none
-
 
 BACKBONES: dict[str, Backbone] = {
     b.name: b
@@ -59,7 +54,6 @@ BACKBONES: dict[str, Backbone] = {
 
 CUSTOM = "custom"
 
-
 @dataclass(frozen=True)
 class ModelSettings:
     """Which network to dream with and which weights it carries."""
@@ -80,13 +74,13 @@ class ModelSettings:
                 f"weights file not found: {self.weights}; use --weights imagenet, none, or a path to a weights file"
             )
 
-
 @dataclass(frozen=True)
 class LoadedModel:
     """A built network with what the dream needs to know about it."""
 
     model: keras.Model
     name: str
+    settings: ModelSettings
     to_input: Callable[[tf.Tensor], tf.Tensor]
     block_pattern: str
     default_layers: str
@@ -100,14 +94,12 @@ class LoadedModel:
         names = [n for n in self.dreamable_layers() if re.match(self.block_pattern, n)]
         return names or self.dreamable_layers()
 
-
 def _output_shape(layer: keras.layers.Layer) -> tuple:
     try:
         shape = layer.output.shape
     except (AttributeError, ValueError):
         return ()
     return tuple(shape)
-
 
 def load_model(settings: ModelSettings) -> LoadedModel:
     """Build the backbone named by `settings` with its weights (no top), ready for feature extraction."""
@@ -129,8 +121,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
                 f"give a weights file saved from keras.applications {backbone.name} (include_top=False)"
             ) from None
     model.trainable = False
-    return LoadedModel(model, backbone.name, backbone.to_input, backbone.block_pattern, backbone.default_layers)
-
+    return LoadedModel(model, backbone.name, settings, backbone.to_input, backbone.block_pattern, backbone.default_layers)
 
 def _download_imagenet(backbone: Backbone) -> keras.Model:
     try:
@@ -138,9 +129,8 @@ def _download_imagenet(backbone: Backbone) -> keras.Model:
     except Exception as exc:  # urllib, OSError, ValueError... all mean "could not fetch"
         raise ModelError(
             f"could not download the ImageNet weights for {backbone.name} ({_first_line(exc)}); "
-            f"when offline, copy a weights file here and pass --weights PATH (or --weights none for random weights)"
+            f"offline, pass --weights PATH to a copy of that file from a machine with network (or --weights none for random weights)"
         ) from None
-
 
 def _load_custom(settings: ModelSettings) -> LoadedModel:
     try:
@@ -155,8 +145,7 @@ def _load_custom(settings: ModelSettings) -> LoadedModel:
     model.trainable = False
     names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
     default = f"{names[-1]}=1.0" if names else ""
-    return LoadedModel(model, settings.model, _identity, r".*", default)
-
+    return LoadedModel(model, settings.model, settings, _identity, r".*", default)
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()

@@ -1,0 +1,227 @@
+"""The render loop shared by video and zoom: a resumable work folder, a background encoder, atomic output."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from .errors import DDVideoError, OutputError
+from .media import VideoWriter, check_writable, read_image, write_image
+
+T = TypeVar("T")
+
+# progress(index, total, loss): called once per frame, finished or resumed; total may be None
+Progress = Callable[[int, "int | None", "float | None"], None]
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How the result is encoded; the container comes from the output's extension."""
+
+    crf: int = 18  # H.264/VP9 quality: lower is better and bigger
+    audio: bool = True  # carry the source's audio, when there is one
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 63:
+            raise OutputError(f"--crf must be between 0 and 63 (18 is visually lossless for H.264), got {self.crf}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where finished frames are kept so a killed render can continue, and the seed of the whole run."""
+
+    seed: int = 0
+    work_dir: str | None = None  # default: OUTPUT.ddwork next to the output
+    keep_work: bool = False  # keep the finished frames after a successful render
+
+
+def default_work_dir(output: str) -> str:
+    return os.path.abspath(output.rstrip("/\\")) + ".ddwork"
+
+
+def settings_record(**parts: Any) -> dict:
+    """The resolved settings of a render as plain JSON data (dataclasses expanded)."""
+    return json.loads(json.dumps({k: asdict(v) if is_dataclass(v) else v for k, v in parts.items()}, default=str))
+
+
+@dataclass(frozen=True)
+class RenderSummary:
+    """What a finished render did: frames written, how many were dreamed now, and where the time went."""
+
+    output: str
+    frames: int
+    dreamed: int  # frames dreamed in this run (the rest were resumed from the work folder)
+    seconds: float  # wall time of this run
+    dream_seconds: float  # time spent inside the dream itself
+    warnings: tuple[str, ...] = ()
+
+
+def prefetch(items: Iterable[T], *, size: int = 4) -> Iterator[T]:
+    """Run `items` (decoding, flow...) in a background thread, at most `size` ahead of the consumer."""
+    buffer: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put((item, None))
+        except BaseException as exc:  # re-raised in the consumer
+            buffer.put((done, exc))
+            return
+        buffer.put((done, None))
+
+    thread = threading.Thread(target=fill, name="ddvideo-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = buffer.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let the producer see `stop` rather than block on a full buffer
+            try:
+                buffer.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+class FrameStore:
+    """A work folder of finished frames (000000.png ...) and the settings that made them."""
+
+    def __init__(self, path: str, settings: dict):
+        self.path = path
+        os.makedirs(os.path.join(path, "frames"), exist_ok=True)
+        record = os.path.join(path, "settings.json")
+        if os.path.exists(record):
+            with open(record) as f:
+                previous = json.load(f)
+            if previous != settings:
+                raise DDVideoError(
+                    f"work folder {path} holds frames of a render with other settings: "
+                    f"delete it to start over, or run with the settings it was made with"
+                )
+        else:
+            tmp = record + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(settings, f, indent=2, sort_keys=True)
+            os.replace(tmp, record)
+
+    def frame_path(self, index: int) -> str:
+        return os.path.join(self.path, "frames", f"{index:06d}.png")
+
+    def finished(self) -> int:
+        """How many frames, counting from 0 without a gap, are already finished."""
+        count = 0
+        while os.path.exists(self.frame_path(count)):
+            count += 1
+        return count
+
+    def save(self, index: int, frame: np.ndarray) -> None:
+        write_image(self.frame_path(index), frame)  # atomic: a frame file is complete or absent
+
+    def load(self, index: int) -> np.ndarray:
+        return read_image(self.frame_path(index))
+
+
+class Render:
+    """Context manager for one resumable render: `emit` each new frame in order; the output appears on success.
+
+    Frames already in the work folder are replayed to the encoder by a background thread while new ones are
+    dreamed; each new frame is saved to the work folder by that thread, then encoded. A crash or kill loses at
+    most the frames still queued; running the same render again continues after the last saved one.
+    """
+
+    def __init__(self, output: str, *, fps: float, size: tuple[int, int], settings: dict,
+                 run: RunSettings = RunSettings(), out: OutputSettings = OutputSettings(),
+                 audio_from: str | None = None, audio_start: float = 0.0, audio_end: float | None = None,
+                 total: int | None = None, progress: Progress | None = None, queue_size: int = 8):
+        check_writable(output)
+        self.output = output
+        self.total = total
+        self.progress = progress
+        self.store = FrameStore(run.work_dir or default_work_dir(output), settings)
+        self.keep_work = run.keep_work
+        self.done = self.store.finished()  # frames that need no dreaming
+        self._next = self.done
+        self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
+                                   audio_from=audio_from if out.audio else None,
+                                   audio_start=audio_start, audio_end=audio_end)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="ddvideo-writer", daemon=True)
+
+    def __enter__(self) -> "Render":
+        self._writer.__enter__()
+        self._thread.start()
+        return self
+
+    @property
+    def frames(self) -> int:
+        """Frames handed over so far, resumed ones included."""
+        return self._next
+
+    def previous(self) -> np.ndarray | None:
+        """The last finished frame (the state a resumed render continues from), or None at the start."""
+        return self.store.load(self.done - 1) if self.done else None
+
+    def emit(self, index: int, frame: np.ndarray, loss: float | None = None) -> None:
+        """Hand over new frame `index` (the next one in order); returns once it is queued."""
+        if index != self._next:
+            raise RuntimeError(f"frames must be emitted in order: expected {self._next}, got {index}")
+        self._next += 1
+        self._raise_from_writer()
+        self._queue.put((index, frame, loss))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        failed = exc_type is not None or self._error is not None
+        if not failed and self._writer.frames_written == 0:
+            self._error = OutputError(f"no frames were rendered for {self.output}: check the input and the frame range")
+            failed = True
+        if failed:
+            self._writer.__exit__(exc_type or type(self._error), exc or self._error, tb)
+        else:
+            self._writer.__exit__(None, None, None)
+            if not self.keep_work:
+                shutil.rmtree(self.store.path, ignore_errors=True)
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+    # -- background thread ------------------------------------------------------------------------
+    def _drain(self) -> None:
+        try:
+            for index in range(self.done):
+                self._writer.write(self.store.load(index))
+                self._report(index, None)
+            while (item := self._queue.get()) is not None:
+                index, frame, loss = item
+                self.store.save(index, frame)
+                self._writer.write(frame)
+                self._report(index, loss)
+        except BaseException as exc:  # surfaced to the dreaming thread at the next emit or on exit
+            self._error = exc
+            while self._queue.get() is not None:  # unblock the producer until it stops
+                pass
+
+    def _report(self, index: int, loss: float | None) -> None:
+        if self.progress is not None:
+            self.progress(index, self.total, loss)
+
+    def _raise_from_writer(self) -> None:
+        if self._error is not None:
+            raise self._error

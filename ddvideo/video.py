@@ -1,0 +1,87 @@
+"""Video mode: dream a clip frame by frame, each init carried from the previous dream along the optical flow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .dream import Dreamer
+from .errors import SettingsError
+from .flow import FlowSettings, Motion, blend_init, motion
+from .media import VideoReader
+from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
+
+VIDEO_ITERATIONS = 5  # per frame: the init already carries the previous dream, so few steps suffice
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """Which part of the source to read, and at what size and rate."""
+
+    start: float = 0.0  # seconds
+    end: float | None = None  # seconds; None = to the end
+    fps: float | None = None  # resample to this rate; None = the source's
+    max_size: int | None = None  # downscale so the long side is at most this
+
+    def __post_init__(self) -> None:
+        if self.start < 0:
+            raise SettingsError(f"--start must be 0 or more seconds, got {self.start}")
+        if self.end is not None and self.end <= self.start:
+            raise SettingsError(f"--end ({self.end}) must be after --start ({self.start})")
+        if self.fps is not None and self.fps <= 0:
+            raise SettingsError(f"--fps must be positive, got {self.fps}")
+        if self.max_size is not None and self.max_size < 16:
+            raise SettingsError(f"--max-size must be at least 16 pixels, got {self.max_size}")
+
+
+def _source_steps(reader: VideoReader, flow: FlowSettings, *, needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, Motion]]:
+    """(t, source frame, motion from t-1 to t); motion only where a dream will use it."""
+    previous = None
+    for t, source in enumerate(reader):
+        wanted = previous is not None and t >= needs_motion_from
+        yield t, source, motion(previous, source, settings=flow) if wanted else (None, None)
+        previous = source
+
+
+def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettings = FlowSettings(),
+                 clip: ClipSettings = ClipSettings(), out: OutputSettings = OutputSettings(),
+                 run: RunSettings = RunSettings(), first: int = 0, stop: int | None = None, warmup: int = 0,
+                 progress: Progress | None = None) -> RenderSummary:
+    """Dream the clip `source` into `output` (mp4, webm, gif, or a folder of PNGs); resumable.
+
+    `first`/`stop` select a frame range of the clip (after --start/--fps) and `warmup` frames before `first`
+    are dreamed but not written, so a segment starts with a settled blend chain.
+    """
+    began = time.perf_counter()
+    dream_seconds = 0.0
+    dreamed = 0
+    with VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size) as reader:
+        total = reader.n_frames if stop is None else min(stop, reader.n_frames)
+        record = settings_record(mode="video", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
+                                 flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup)
+        start_time = clip.start + first / reader.fps
+        end_time = clip.end if stop is None else clip.start + stop / reader.fps
+        with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
+                    audio_from=source, audio_start=start_time, audio_end=end_time,
+                    total=max(total - first, 0), progress=progress) as render:
+            prev_dream = render.previous()
+            begin = first + render.done if render.done else max(first - warmup, 0)
+            for t, frame, step in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
+                if stop is not None and t >= stop:
+                    break
+                if t < begin:
+                    continue
+                init = frame if prev_dream is None else blend_init(frame, prev_dream, step, settings=flow)
+                tick = time.perf_counter()
+                result = dreamer.dream(init, seed=run.seed + t)
+                dream_seconds += time.perf_counter() - tick
+                dreamed += 1
+                if t >= first:
+                    render.emit(t - first, result.frame, result.loss)
+                prev_dream = result.frame
+            frames = render.frames
+        warnings = tuple(getattr(reader, "warnings", ()))
+    return RenderSummary(output, frames, dreamed, time.perf_counter() - began, dream_seconds, warnings)
