@@ -13,6 +13,13 @@ from .errors import DDVideoError
 PROG = "ddvideo"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump): the same shape as every other error of the tool."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 # -- options shared by the commands ---------------------------------------------------------------
 def _model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
@@ -53,7 +60,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .video import VIDEO_ITERATIONS
 
-    parser = argparse.ArgumentParser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
+    parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("image", help="dream a still image", description="Dream a still image.")
@@ -177,16 +184,36 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
         return (lambda index, total, loss: None), (lambda: None)
     from tqdm import tqdm
 
-    bar = tqdm(unit="frame", file=sys.stderr, dynamic_ncols=True)
+    bars: list = []  # made at the first frame, so an early error prints no empty bar
 
     def update(index: int, total: int | None, loss: float | None) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True))
+        bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total
         if loss is not None:
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         bar.update(1)
 
-    return update, bar.close
+    return update, lambda: bars and bars[0].close()
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's native start-up lines (CUDA probing, oneDNN) ignore its log-level variables: hide them."""
+    if os.environ.get("DDVIDEO_DEBUG") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe prints here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _terminate(signum, frame) -> None:
@@ -194,8 +221,12 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 ok, 1 user error, 130 interrupted)."""
-    opts = vars(build_parser().parse_args(argv))
+    """Run one command; returns the exit status (0 ok, 1 user error, 2 malformed options, 130 interrupted)."""
+    _import_tensorflow_quietly()
+    try:
+        opts = vars(build_parser().parse_args(argv))
+    except SystemExit as exit_:  # --help, or a malformed option (already reported on one line)
+        return int(exit_.code or 0)
     if threading_main():
         signal.signal(signal.SIGTERM, _terminate)
     progress, close = _progress(opts)

@@ -157,6 +157,19 @@ class _AtomicTarget:
                 self.tmp.unlink()
 
 
+def _remove_stale_partials(path: Path) -> None:
+    """Remove the hidden temporaries a killed writer of `path` left beside it (.NAME.partial-*, .NAME.video-*)."""
+    stale = re.compile(rf"^\.{re.escape(path.name)}\.(partial|video)-[0-9a-f]{{8}}{re.escape(path.suffix)}$")
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if not stale.match(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, folder: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary path beside `path` (same extension); it replaces `path` only if the block succeeds.
@@ -275,6 +288,7 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None  # short ffmpeg names: "aac", "ac3", "opus", ...
     video_codec: str | None  # "h264", "vp9", "mpeg4", ...
+    truncated: bool = False  # the file ends before the frames its index lists (n_frames counts those present)
 
 
 @dataclass(frozen=True)
@@ -311,14 +325,15 @@ def _read_header(p: Path) -> _Header:
     )
 
 
-def _count_frames(p: Path) -> int | None:
-    """Video packets in the file, found by stream copy (demux only, no decoding); None if ffmpeg fails."""
+def _count_frames(p: Path) -> tuple[int | None, bool]:
+    """(video packets in the file, found by stream copy (demux only, no decoding), None if ffmpeg fails;
+    whether the demuxer hit the end of the file inside data its index announces: a cut-off download)."""
     try:
         result = _run_ffmpeg(["-i", str(p), "-map", "0:V:0", "-c", "copy", "-f", "null", "-"], timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return None
+        return None, False
     counts = re.findall(r"frame=\s*(\d+)", result.stderr)
-    return int(counts[-1]) if counts else None
+    return (int(counts[-1]) if counts else None), ": partial file" in result.stderr
 
 
 def probe_video(path: PathLike) -> VideoInfo:
@@ -340,7 +355,7 @@ def probe_video(path: PathLike) -> VideoInfo:
         width, height = height, width
     rate = re.search(r"(\d+(?:\.\d+)?)(k?) fps", header.video) or re.search(r"(\d+(?:\.\d+)?)(k?) tbr", header.video)
     fps = float(rate[1]) * (1000 if rate[2] else 1) if rate else 0.0
-    n_frames = _count_frames(p)
+    n_frames, truncated = _count_frames(p)
     duration = header.duration
     if header.container == "gif" and n_frames and duration:
         fps = n_frames / duration  # GIF delays are whole centiseconds; the mean rate is the honest one
@@ -362,6 +377,7 @@ def probe_video(path: PathLike) -> VideoInfo:
         has_audio=header.audio_codec is not None,
         audio_codec=header.audio_codec,
         video_codec=codec[1] if codec else None,
+        truncated=truncated,
     )
 
 
@@ -490,10 +506,15 @@ class VideoReader:
     def _check_end(self, code: int, log: str, stalled: bool) -> None:
         """After the last frame: raise if nothing decoded, note it if the file ended early."""
         short = self.frames_read < self.n_frames and (code != 0 or bool(log.strip()))
-        if not (self.frames_read == 0 or stalled or short):
+        # a cut-off mp4/mov decodes cleanly up to the cut: the probe saw its index announce more
+        cut = self.info.truncated and (self.end is None or self.end > self.info.n_frames / self.info.fps)
+        if not (self.frames_read == 0 or stalled or short or cut):
             return
         t = self.start + self.frames_read / self.fps
-        reason = f"ffmpeg stopped answering for {READ_TIMEOUT_S:.0f} s" if stalled else f"ffmpeg: {_ffmpeg_reason(log)}"
+        if stalled:
+            reason = f"ffmpeg stopped answering for {READ_TIMEOUT_S:.0f} s"
+        else:
+            reason = f"ffmpeg: {_ffmpeg_reason(log)}" if log.strip() else "ffmpeg: partial file"
         message = (
             f"video ended early at frame {self.frames_read} (t={t:.2f}s) of {self.info.path}: "
             f"the file looks truncated or corrupt ({reason}); re-export or re-download it"
@@ -655,6 +676,7 @@ class VideoWriter:
         """Create the temporary output and start the encoder (done by `with`)."""
         if self._target is not None:
             return
+        _remove_stale_partials(self.path)  # a rerun after a kill -9 sweeps what the killed run left
         self._target = _AtomicTarget(self.path, folder=self.kind == "frames")
         if self.kind == "frames":
             return

@@ -45,10 +45,10 @@ BACKBONES: dict[str, Backbone] = {
                  "block4_conv4=1.0,block5_conv4=1.0"),
         Backbone("resnet50", keras.applications.ResNet50, _unit_to_caffe, r"conv\d_block\d+_out$",
                  "conv3_block4_out=1.0,conv4_block3_out=1.0"),
-        Backbone("xception", keras.applications.Xception, _identity, r"add(_\d+)?$",
-                 "add_3=1.0,add_5=1.0"),
+        Backbone("xception", keras.applications.Xception, _identity, r"block\d+_sepconv\d_act$",
+                 "block4_sepconv1_act=1.0,block6_sepconv1_act=1.0"),
         Backbone("mobilenet_v2", keras.applications.MobileNetV2, _identity, r"block_\d+_add$",
-                 "block_6_add=1.0,block_10_add=1.0"),
+                 "block_5_add=1.0,block_9_add=1.0"),
     )
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -106,15 +107,16 @@ class FrameStore:
         self.path = path
         os.makedirs(os.path.join(path, "frames"), exist_ok=True)
         record = os.path.join(path, "settings.json")
+        previous = None
         if os.path.exists(record):
             with open(record) as f:
                 previous = json.load(f)
-            if previous != settings:
-                raise DDVideoError(
-                    f"work folder {path} holds frames of a render with other settings: "
-                    f"delete it to start over, or run with the settings it was made with"
-                )
-        else:
+        if previous != settings and previous is not None and self.finished():
+            raise DDVideoError(
+                f"work folder {path} holds frames of a render with other settings: "
+                f"delete it to start over, or run with the settings it was made with"
+            )
+        if previous != settings:  # a new folder, or one with no finished frame: these settings own it now
             tmp = record + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(settings, f, indent=2, sort_keys=True)
@@ -136,6 +138,17 @@ class FrameStore:
     def load(self, index: int) -> np.ndarray:
         return read_image(self.frame_path(index))
 
+    def remove_if_empty(self) -> None:
+        """Remove the folder if it holds no finished frame (only the files made here, never a user's files)."""
+        if self.finished():
+            return
+        for name in ("settings.json", "settings.json.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.path, name))
+        for folder in (os.path.join(self.path, "frames"), self.path):
+            with contextlib.suppress(OSError):  # not empty: leave it
+                os.rmdir(folder)
+
 
 class Render:
     """Context manager for one resumable render: `emit` each new frame in order; the output appears on success.
@@ -153,13 +166,14 @@ class Render:
         self.output = output
         self.total = total
         self.progress = progress
+        # the writer checks the output's format before the work folder is made, so a bad path leaves nothing
+        self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
+                                   audio_from=audio_from if out.audio else None,
+                                   audio_start=audio_start, audio_end=audio_end)
         self.store = FrameStore(run.work_dir or default_work_dir(output), settings)
         self.keep_work = run.keep_work
         self.done = self.store.finished()  # frames that need no dreaming
         self._next = self.done
-        self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
-                                   audio_from=audio_from if out.audio else None,
-                                   audio_start=audio_start, audio_end=audio_end)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="ddvideo-writer", daemon=True)
@@ -195,6 +209,7 @@ class Render:
             failed = True
         if failed:
             self._writer.__exit__(exc_type or type(self._error), exc or self._error, tb)
+            self.store.remove_if_empty()  # a render that failed before its first frame leaves nothing behind
         else:
             self._writer.__exit__(None, None, None)
             if not self.keep_work:

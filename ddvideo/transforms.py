@@ -21,3 +21,38 @@ def resize_to_fit(frame: np.ndarray, *, max_size: int | None) -> np.ndarray:
     if size == (width, height):
         return frame
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def fill_size(frame: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
+    """Scale `frame` to cover `size` (width, height) and crop the centre, as a fixed-size canvas frames a picture."""
+    height, width = frame.shape[:2]
+    if (width, height) == tuple(size):
+        return frame
+    scale = max(size[0] / width, size[1] / height)
+    scaled = (max(size[0], round(width * scale)), max(size[1], round(height * scale)))
+    frame = cv2.resize(frame, scaled, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    x0, y0 = (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2
+    return np.ascontiguousarray(frame[y0:y0 + size[1], x0:x0 + size[0]])
+
+
+def zoom_matrix(width: int, height: int, *, zoom: float = 1.0, rotate: float = 0.0,
+                pan: tuple[float, float] = (0.0, 0.0), steps: int = 1) -> np.ndarray:
+    """(2, 3) affine map of `steps` camera steps on a width x height frame (negative steps run backwards).
+
+    One step sends a point x of the old frame to c + zoom * R(rotate) (x - c) - pan, c the frame centre in pixel
+    coordinates ((w - 1) / 2, (h - 1) / 2): zoom > 1 magnifies (the camera flies in), rotate turns the picture
+    counter-clockwise by that many degrees, and pan (dx, dy) moves the view right/down, so the picture moves the
+    other way.
+    """
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    step = np.vstack([cv2.getRotationMatrix2D(centre, rotate, zoom), [0.0, 0.0, 1.0]])
+    step[:2, 2] -= pan
+    return np.linalg.matrix_power(step, steps)[:2]  # a negative power inverts
+
+
+def zoom_frame(frame: np.ndarray, *, zoom: float, rotate: float = 0.0, pan: tuple[float, float] = (0.0, 0.0),
+               steps: int = 1, border: int = cv2.BORDER_REFLECT) -> np.ndarray:
+    """The (H, W[, C]) frame after `steps` camera steps (see zoom_matrix): one bicubic warp, borders reflected."""
+    height, width = frame.shape[:2]
+    matrix = zoom_matrix(width, height, zoom=zoom, rotate=rotate, pan=pan, steps=steps)
+    return cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=border)

@@ -83,5 +83,5 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     render.emit(t - first, result.frame, result.loss)
                 prev_dream = result.frame
             frames = render.frames
-        warnings = tuple(getattr(reader, "warnings", ()))
+        warnings = (reader.ended_early,) if reader.ended_early else ()
     return RenderSummary(output, frames, dreamed, time.perf_counter() - began, dream_seconds, warnings)

@@ -1,0 +1,109 @@
+"""The command line, called through main(argv): the image and layers commands and their one-line errors."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import SMALL_LAYERS, textured_image
+from ddvideo.cli import main
+from ddvideo.media import read_image, write_image
+
+FAST = ["--weights", "none", "--layers", SMALL_LAYERS, "--octaves", "1", "--iterations", "2", "-q"]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = str(tmp_path / "in.png")
+    write_image(path, textured_image(120, 140, seed=3))
+    return path
+
+
+def one_error_line(capsys, pattern):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("ddvideo") and "error:" in err[0]
+    assert "Traceback" not in err[0]
+    import re
+
+    assert re.search(pattern, err[0]), err[0]
+
+
+def test_image_command_dreams(tmp_path, photo):
+    out = str(tmp_path / "out.png")
+    assert main(["image", photo, out, *FAST]) == 0
+    dreamed, original = read_image(out), read_image(photo)
+    assert dreamed.shape == original.shape
+    assert np.abs(dreamed.astype(int) - original.astype(int)).mean() > 2
+    assert sorted(os.listdir(tmp_path)) == ["in.png", "out.png"]  # no temporary file left behind
+
+
+def test_image_seed_and_max_size(tmp_path, photo):
+    a, b = str(tmp_path / "a.jpg"), str(tmp_path / "b.png")
+    assert main(["image", photo, a, *FAST, "--max-size", "130", "--seed", "4"]) == 0
+    assert read_image(a).shape == (111, 130, 3)
+    assert main(["image", photo, b, *FAST, "--max-size", "130", "--seed", "4"]) == 0
+
+
+def test_layers_lists_names_and_shapes(capsys):
+    assert main(["layers", "--weights", "none"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mixed4 = next(line for line in lines if line.startswith("mixed4 "))
+    assert "768" in mixed4 and mixed4.endswith("*")
+    assert len(lines) > 100
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--layers", "mixed99"], r"unknown layer 'mixed99'.*mixed0"),
+    (["--layers", "mixed2:999"], r"channel 999 is out of range"),
+    (["--octaves", "0"], r"--octaves must be at least 1"),
+    (["--octave-scale", "1.0"], r"--octave-scale must be greater than 1"),
+    (["--step", "-3"], r"--step must be a non-negative number"),
+    (["--octaves", "abc"], r"invalid int value"),
+    (["--model", "alexnet"], r"unknown model 'alexnet'"),
+])
+def test_bad_options(tmp_path, photo, capsys, args, pattern):
+    out = tmp_path / "out.png"
+    argv = ["image", photo, str(out), "--weights", "none", "-q", *args]
+    assert main(argv) == (2 if "abc" in args else 1)
+    one_error_line(capsys, pattern)
+    assert not out.exists()
+
+
+def test_missing_input(tmp_path, capsys):
+    assert main(["image", str(tmp_path / "nope.png"), str(tmp_path / "o.png"), *FAST]) == 1
+    one_error_line(capsys, r"not found.*nope\.png")
+
+
+def test_not_an_image(tmp_path, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    assert main(["image", str(bad), str(tmp_path / "o.png"), *FAST]) == 1
+    one_error_line(capsys, r"notes\.png")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unwritable_output(tmp_path, photo, capsys):
+    assert main(["image", photo, str(tmp_path / "no" / "such" / "o.png"), *FAST]) == 1
+    one_error_line(capsys, r"no/such")
+
+
+def test_image_too_small_says_how_to_fix(tmp_path, capsys):
+    small = str(tmp_path / "small.png")
+    write_image(small, textured_image(50, 60))
+    assert main(["image", small, str(tmp_path / "o.png"), *FAST]) == 1
+    one_error_line(capsys, r"too small.*at least \d+ px")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_root_cli_script_runs(tmp_path, photo):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "r.png")
+    done = subprocess.run([sys.executable, os.path.join(root, "cli.py"), "image", photo, out, *FAST],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # quiet: TensorFlow's start-up chatter is hidden too
+    assert read_image(out).shape == (120, 140, 3)
