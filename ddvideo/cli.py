@@ -30,6 +30,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
+    from .models import PRECISIONS
     from .objective import PRESETS
 
     g = p.add_argument_group("dream")
@@ -44,6 +45,10 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the dream with XLA (default: on with a GPU, off on CPU where it is slower)")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -58,6 +63,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .flow import FlowSettings
     from .video import VIDEO_ITERATIONS
 
     parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
@@ -82,11 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("coherence")
     g.add_argument("--flow", choices=("dis", "farneback", "none"), default="dis",
                    help="optical flow that carries the previous dream (default dis; none = plain blend)")
-    g.add_argument("--blend", type=float, help="weight of the new source frame in each init, 0..1 (default 0.5)")
+    g.add_argument("--blend", type=float, help=f"weight of the new source frame in each init, 0..1 (default {FlowSettings.blend:g})")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
     _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
     p.set_defaults(run=cmd_video)
+
+    from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings
+
+    p = commands.add_parser("zoom", help="dream an infinite zoom: dream, fly in, dream again; --loop for a seamless loop",
+                            description="Dream a picture, zoom into it, dream again, frame after frame; "
+                                        "rerun the same command to resume.")
+    p.add_argument("input", nargs="?", help="start image (png, jpg, ...); leave out to start from noise of --size")
+    p.add_argument("output", help="output: .mp4, .mov, .mkv, .webm, .gif, or a folder/ of PNG frames")
+    g = p.add_argument_group("camera, per frame")
+    g.add_argument("--zoom", type=float, default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})")
+    g.add_argument("--rotate", type=float, default=0.0, help="degrees, counter-clockwise (default 0)")
+    g.add_argument("--pan", default="0,0", metavar="DX,DY", help="DX,DY pixels the view moves right and down (default 0,0; write --pan=-2,1)")
+    g = p.add_argument_group("animation")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, metavar="N", help=f"number of frames (default {ZoomSettings.frames})")
+    length.add_argument("--seconds", type=float, metavar="S", help="length in seconds, at --fps")
+    g.add_argument("--fps", type=float, default=ZoomSettings.fps, help=f"frame rate (default {ZoomSettings.fps:g})")
+    g.add_argument("--dream-every", type=int, default=1, metavar="K", help="dream every K-th frame, the camera move alone between (default 1)")
+    g.add_argument("--loop", action="store_true", help="end by flying back into the first frame: the file repeats seamlessly")
+    g.add_argument("--size", metavar="WxH", help="WIDTHxHEIGHT: crop and scale the image to fill it, or the noise canvas (default 512x512)")
+    g.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
+    _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS), _output_options(p), _quiet(p)
+    p.set_defaults(run=cmd_zoom)
 
     p = commands.add_parser("layers", help="list a model's layers and output shapes")
     _model_options(p)
@@ -97,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="the dreamed clip")
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
     p.set_defaults(run=cmd_metrics)
+
+    p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
+                            description="Run every [[job]] of a TOML manifest (see docs/batch.md); rerun it to resume. "
+                                        "The results go to MANIFEST.summary.json.")
+    p.add_argument("manifest", help="TOML file: a [defaults] table and one [[job]] table per render")
+    p.add_argument("--gpus", metavar="IDS", help="GPUs to use, e.g. 0,1 (default: every visible GPU; none = one CPU worker)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the jobs as tasks on a Ray cluster: its address, or auto")
+    p.add_argument("--segments", type=int, metavar="N",
+                   help="split each video job into N segments rendered in parallel (default: only where GPUs would idle)")
+    _quiet(p)
+    p.set_defaults(run=cmd_batch)
     return parser
 
 
@@ -112,7 +152,8 @@ def dream_settings(opts: dict[str, Any]):
 
     return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
-                         max_loss=opts["max_loss"], normalize=opts["normalize"], tile_size=opts["tile_size"])
+                         max_loss=opts["max_loss"], normalize=opts["normalize"], tile_size=opts["tile_size"],
+                         precision=opts.get("precision", "float32"))
 
 
 def make_dreamer(opts: dict[str, Any]):
@@ -121,7 +162,7 @@ def make_dreamer(opts: dict[str, Any]):
     from .models import load_model
 
     dream, model = dream_settings(opts), model_settings(opts)
-    return Dreamer(load_model(model), dream)
+    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"))
 
 
 def run_settings(opts: dict[str, Any]):
@@ -144,18 +185,50 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
     progress(0, 1, result.loss)
 
 
-def cmd_video(opts: dict[str, Any], progress) -> None:
+def video_settings(opts: dict[str, Any]):
+    """(FlowSettings, ClipSettings) of a video render, from the `video` command's options."""
     from .flow import FlowSettings
-    from .video import ClipSettings, render_video
+    from .video import ClipSettings
 
     flow = FlowSettings(method=opts["flow"], occlusion=not opts["no_occlusion"],
                         **({} if opts["blend"] is None else {"blend": opts["blend"]}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
+    return flow, clip
+
+
+def zoom_settings(opts: dict[str, Any]):
+    """ZoomSettings of a zoom render, from the `zoom` command's options."""
+    from .zoom import ZoomSettings, parse_pan, parse_size
+
+    fps = opts["fps"]
+    frames = opts["frames"] if opts["seconds"] is None else round(opts["seconds"] * fps)
+    return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=parse_pan(opts["pan"]), fps=fps,
+                        dream_every=opts["dream_every"], loop=opts["loop"], max_size=opts["max_size"],
+                        size=None if opts["size"] is None else parse_size(opts["size"]), iterations=opts["iterations"],
+                        **({} if frames is None else {"frames": frames}))
+
+
+def cmd_video(opts: dict[str, Any], progress) -> None:
+    from .media import probe_video
+    from .video import render_video
+
+    flow, clip = video_settings(opts)
     run, out = run_settings(opts)
+    probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
     summary = render_video(opts["input"], opts["output"], dreamer=make_dreamer(opts), flow=flow, clip=clip,
                            out=out, run=run, progress=progress)
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
+def cmd_zoom(opts: dict[str, Any], progress) -> None:
+    from .zoom import render_zoom, start_frame
+
+    zoom = zoom_settings(opts)
+    run, out = run_settings(opts)
+    start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
+    render_zoom(opts["input"], opts["output"], dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run,
+                progress=progress)
 
 
 def cmd_layers(opts: dict[str, Any], progress) -> None:
@@ -175,6 +248,28 @@ def cmd_metrics(opts: dict[str, Any], progress) -> None:
     with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
         value = warping_error(iter(source), iter(output), method=opts["flow"])
     print(f"E_warp {value:.6f}")
+
+
+def cmd_batch(opts: dict[str, Any], progress) -> None:
+    from tqdm import tqdm
+
+    from .batch import format_event, format_summary, load_manifest, parse_gpus, run_batch
+
+    manifest = load_manifest(opts["manifest"])
+
+    def report(event) -> None:
+        if event.kind == "frames":
+            for _ in range(event.frames):
+                progress(0, event.total, None)
+        elif not opts["quiet"] and (line := format_event(event, len(manifest.jobs))):
+            tqdm.write(line, file=sys.stderr)
+
+    summary = run_batch(manifest, gpus=parse_gpus(opts["gpus"]), ray=opts["ray"], segments=opts["segments"],
+                        progress=report)
+    tqdm.write(format_summary(summary), file=sys.stdout)
+    if summary.failed:
+        raise DDVideoError(f"{len(summary.failed)} of {len(summary.results)} jobs failed; "
+                           f"the table above and {summary.path} say why")
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -209,7 +304,8 @@ def _import_tensorflow_quietly() -> None:
     try:
         import tensorflow as tf
 
-        tf.config.list_physical_devices()  # the CUDA probe prints here
+        for gpu in tf.config.list_physical_devices("GPU"):  # the CUDA probe prints here
+            tf.config.experimental.set_memory_growth(gpu, True)  # share the card; take what the frames need
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -778,6 +778,10 @@ class VideoWriter:
         """Put the source's audio next to the encoded video, copying it when the container allows."""
         allowed = _AUDIO_COPY_OK[self.kind]
         copy = allowed is None or self.audio_codec in allowed
+        if self.audio_start > 0 and self.kind in ("mkv", "webm"):
+            # a copied stream seeked to audio_start keeps packets before it at negative times; Matroska has no
+            # edit list to hide them, so it would start the video late: decode and trim exactly instead
+            copy = False
         plans = ([["-c:a", "copy"]] if copy else []) + [_AUDIO_ENCODE[self.kind]]
         for i, audio_args in enumerate(plans):
             result = self._run_mux(audio_args)

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import threading
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -100,6 +99,11 @@ def prefetch(items: Iterable[T], *, size: int = 4) -> Iterator[T]:
                 pass
 
 
+def _frame_settings(record: dict) -> dict:
+    """The part of a settings record that decides the frames: encoding options may change between runs."""
+    return {key: value for key, value in record.items() if key != "output"}
+
+
 class FrameStore:
     """A work folder of finished frames (000000.png ...) and the settings that made them."""
 
@@ -111,12 +115,12 @@ class FrameStore:
         if os.path.exists(record):
             with open(record) as f:
                 previous = json.load(f)
-        if previous != settings and previous is not None and self.finished():
+        if previous is not None and _frame_settings(previous) != _frame_settings(settings) and self.finished():
             raise DDVideoError(
                 f"work folder {path} holds frames of a render with other settings: "
                 f"delete it to start over, or run with the settings it was made with"
             )
-        if previous != settings:  # a new folder, or one with no finished frame: these settings own it now
+        if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
             tmp = record + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(settings, f, indent=2, sort_keys=True)
@@ -138,10 +142,14 @@ class FrameStore:
     def load(self, index: int) -> np.ndarray:
         return read_image(self.frame_path(index))
 
-    def remove_if_empty(self) -> None:
-        """Remove the folder if it holds no finished frame (only the files made here, never a user's files)."""
-        if self.finished():
+    def remove(self, *, only_if_empty: bool = False) -> None:
+        """Remove the frames and records made here, then the folders if that left them empty (never a user's files)."""
+        count = self.finished()
+        if only_if_empty and count:
             return
+        for index in range(count):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.frame_path(index))
         for name in ("settings.json", "settings.json.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.path, name))
@@ -192,6 +200,12 @@ class Render:
         """The last finished frame (the state a resumed render continues from), or None at the start."""
         return self.store.load(self.done - 1) if self.done else None
 
+    def load(self, index: int) -> np.ndarray:
+        """Frame `index` finished by an earlier run (index < done), for renders whose later frames reuse earlier ones."""
+        if not 0 <= index < self.done:
+            raise IndexError(f"frame {index} was not finished before this run ({self.done} were)")
+        return self.store.load(index)
+
     def emit(self, index: int, frame: np.ndarray, loss: float | None = None) -> None:
         """Hand over new frame `index` (the next one in order); returns once it is queued."""
         if index != self._next:
@@ -209,11 +223,11 @@ class Render:
             failed = True
         if failed:
             self._writer.__exit__(exc_type or type(self._error), exc or self._error, tb)
-            self.store.remove_if_empty()  # a render that failed before its first frame leaves nothing behind
+            self.store.remove(only_if_empty=True)  # a render that failed before its first frame leaves nothing behind
         else:
             self._writer.__exit__(None, None, None)
             if not self.keep_work:
-                shutil.rmtree(self.store.path, ignore_errors=True)
+                self.store.remove()
         if exc_type is None and self._error is not None:
             raise self._error
 

@@ -8,13 +8,21 @@ from typing import Iterator
 
 import numpy as np
 
-from .dream import Dreamer
+from .dream import Dreamer, DreamResult
 from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, motion
 from .media import VideoReader
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
 
-VIDEO_ITERATIONS = 5  # per frame: the init already carries the previous dream, so few steps suffice
+# Gradient steps per octave per frame: the init already carries the previous dream, so few suffice. Measured on
+# samples/coffee_pan.mp4 (first 36 frames, tutorial objective, blend 0.3): 2 steps give E_warp 0.0034 at a dream
+# strength (mean |out - source|) of 7.3 but lose the fine detail, 3 give 0.0038 at 8.0, 5 give 0.0038 at 8.2 in
+# the same time (a carried frame passes max_loss within ~3 steps, which ends its octave early). On all 72 frames:
+# 3 steps 0.00368, 5 steps 0.00385. Details in benchmarks/flicker-results.md.
+VIDEO_ITERATIONS = 3
+# The first frame is re-dreamed from its own blend this many times, so the chain starts at the strength it keeps
+# later instead of blooming over the first frames (E_warp of the first pairs 7.6, 4.9, 4.0e-3 -> 6.5, 3.8, 3.4e-3).
+SETTLE_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -46,14 +54,24 @@ def _source_steps(reader: VideoReader, flow: FlowSettings, *, needs_motion_from:
         previous = source
 
 
+def _settled_dream(frame: np.ndarray, *, dreamer: Dreamer, flow: FlowSettings, seed: int) -> DreamResult:
+    """Dream the first frame of a blend chain, then dream it again from its own blend SETTLE_PASSES times."""
+    result = dreamer.dream(frame, seed=seed)
+    if flow.blend < 1:  # at blend 1 every init is the bare source: nothing to settle
+        for _ in range(SETTLE_PASSES):
+            result = dreamer.dream(blend_init(frame, result.frame, (None, None), settings=flow), seed=seed)
+    return result
+
+
 def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettings = FlowSettings(),
                  clip: ClipSettings = ClipSettings(), out: OutputSettings = OutputSettings(),
                  run: RunSettings = RunSettings(), first: int = 0, stop: int | None = None, warmup: int = 0,
-                 progress: Progress | None = None) -> RenderSummary:
+                 previous: np.ndarray | None = None, progress: Progress | None = None) -> RenderSummary:
     """Dream the clip `source` into `output` (mp4, webm, gif, or a folder of PNGs); resumable.
 
     `first`/`stop` select a frame range of the clip (after --start/--fps) and `warmup` frames before `first`
-    are dreamed but not written, so a segment starts with a settled blend chain.
+    are dreamed but not written, so a segment starts with a settled blend chain. `previous`, the dream of
+    frame first - 1 from another render, continues that chain instead (no warm-up): a clip in pieces.
     """
     began = time.perf_counter()
     dream_seconds = 0.0
@@ -61,22 +79,25 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
     with VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size) as reader:
         total = reader.n_frames if stop is None else min(stop, reader.n_frames)
         record = settings_record(mode="video", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
-                                 flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup)
+                                 flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup,
+                                 **({"continues": True} if previous is not None else {}))
         start_time = clip.start + first / reader.fps
         end_time = clip.end if stop is None else clip.start + stop / reader.fps
         with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
                     audio_from=source, audio_start=start_time, audio_end=end_time,
                     total=max(total - first, 0), progress=progress) as render:
-            prev_dream = render.previous()
-            begin = first + render.done if render.done else max(first - warmup, 0)
+            prev_dream = render.previous() if render.done else previous
+            begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
             for t, frame, step in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
                 if stop is not None and t >= stop:
                     break
                 if t < begin:
                     continue
-                init = frame if prev_dream is None else blend_init(frame, prev_dream, step, settings=flow)
                 tick = time.perf_counter()
-                result = dreamer.dream(init, seed=run.seed + t)
+                if prev_dream is None:
+                    result = _settled_dream(frame, dreamer=dreamer, flow=flow, seed=run.seed + t)
+                else:
+                    result = dreamer.dream(blend_init(frame, prev_dream, step, settings=flow), seed=run.seed + t)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

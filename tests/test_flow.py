@@ -162,7 +162,7 @@ def test_flow_settings_validation(kwargs, match):
 
 
 def test_flow_settings_defaults_and_unknown_method_in_compute_flow(panned):
-    assert FlowSettings() == FlowSettings(method="dis", blend=0.5, occlusion=True)
+    assert FlowSettings() == FlowSettings(method="dis", blend=0.3, occlusion=True)
     a, b, _ = panned
     with pytest.raises(SettingsError, match="'raft'"):
         compute_flow(a, b, method="raft")

@@ -313,18 +313,20 @@ def test_writer_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "ext", "codec"),
+    ("source", "ext", "start", "codec"),
     [
-        ("aac", ".mp4", "aac"),
-        ("ac3", ".mp4", "aac"),  # mp4 takes no AC-3 here: re-encoded
-        ("ac3", ".mkv", "ac3"),
-        ("aac", ".webm", "opus"),
-        ("aac", ".mov", "aac"),
+        ("aac", ".mp4", 0.25, "aac"),
+        ("ac3", ".mp4", 0.25, "aac"),  # mp4 takes no AC-3 here: re-encoded
+        ("ac3", ".mkv", 0.0, "ac3"),  # copied as it is
+        ("ac3", ".mkv", 0.25, "aac"),  # a copied stream would start up to a GOP late in mkv: re-encoded and cut exactly
+        ("aac", ".webm", 0.25, "opus"),
+        ("aac", ".mov", 0.25, "aac"),
     ],
 )
-def test_writer_carries_audio(clips: dict[str, Path], tmp_path: Path, source: str, ext: str, codec: str) -> None:
+def test_writer_carries_audio(clips: dict[str, Path], tmp_path: Path, source: str, ext: str, start: float,
+                              codec: str) -> None:
     out = tmp_path / f"out{ext}"
-    with VideoWriter(out, fps=12, size=(64, 48), audio_from=clips[source], audio_start=0.25, audio_end=0.75) as writer:
+    with VideoWriter(out, fps=12, size=(64, 48), audio_from=clips[source], audio_start=start, audio_end=start + 0.5) as writer:
         for frame in grey_frames(6):
             writer.write(frame)
     info = probe_video(out)

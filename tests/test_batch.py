@@ -1,0 +1,311 @@
+"""Batch renders: manifest checks, a failing job beside a finishing one, resume after a kill, Ray, segment seams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SMALL_LAYERS, textured_image
+from ddvideo.batch import (
+    MAX_WARMUP,
+    Job,
+    ManifestError,
+    dissolve,
+    join_segments,
+    load_manifest,
+    parse_gpus,
+    plan_segments,
+    run_batch,
+    split_frames,
+    visible_gpus,
+    warmup_frames,
+)
+from ddvideo.cli import main
+from ddvideo.errors import SettingsError
+from ddvideo.flow import FlowSettings
+from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video
+from ddvideo.metrics import warping_error
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 12
+DEFAULTS = f"""\
+[defaults]
+mode = "video"
+weights = "none"
+layers = "{SMALL_LAYERS}"
+octaves = 1
+iterations = 1
+"""
+
+
+def pan_clip(path: Path, *, frames: int, size: int = 112, step: int = 3, audio: bool = False) -> Path:
+    """A texture panning `step` px per frame (reliable flow everywhere), optionally with a tone from ffmpeg."""
+    big = textured_image(size, size + step * frames, seed=3)
+    silent = path.with_name(f".silent-{path.name}") if audio else path
+    with VideoWriter(silent, fps=FPS, size=(size, size)) as writer:
+        for t in range(frames):
+            writer.write(np.ascontiguousarray(big[:, step * t : step * t + size]))
+    if audio:
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(silent), "-f", "lavfi", "-t", str(frames / FPS),
+                        "-i", "sine=frequency=440:sample_rate=48000", "-c:v", "copy", "-c:a", "aac", str(path)],
+                       check=True)
+        silent.unlink()
+    return path
+
+
+def write_manifest(folder: Path, jobs: str, *, defaults: str = DEFAULTS, name: str = "jobs.toml") -> Path:
+    path = folder / name
+    path.write_text(defaults + "\n" + jobs)
+    return path
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    with VideoReader(path) as reader:
+        return list(reader)
+
+
+def pair_errors(source: list[np.ndarray], output: list[np.ndarray]) -> list[float]:
+    """E_warp of each pair (t, t+1) on its own."""
+    return [warping_error(source[t : t + 2], output[t : t + 2]) for t in range(len(source) - 1)]
+
+
+def finished_frames(folder: Path) -> int:
+    """Frames a killed render has finished (a frame being written is a hidden temporary)."""
+    count = 0
+    while (folder / f"{count:06d}.png").exists():
+        count += 1
+    return count
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pan_clip(tmp_path_factory.mktemp("clip") / "pan.mp4", frames=24)
+
+
+# -- pure parts ----------------------------------------------------------------------------------------
+def test_split_frames_covers_the_clip() -> None:
+    assert split_frames(16, 2) == [(0, 8), (8, 16)]
+    assert split_frames(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert split_frames(3, 5) == [(0, 1), (1, 2), (2, 3)]  # never an empty segment
+
+
+def test_segments_overlap_by_a_bridge_and_warm_up_before_it(tmp_path: Path) -> None:
+    job = Job(1, "a", "video", ("video",), "in.mp4", str(tmp_path / "a.mp4"), str(tmp_path / "a.mp4.ddwork"), 1,
+              frames=100, fps=25.0, warmup=13, segmentable=True)
+    a, b, c = plan_segments(job, 3)
+    assert [(s.first, s.stop, s.lead, s.tail, s.warmup) for s in (a, b, c)] == [
+        (0, 33, 0, 8, 0), (33, 67, 8, 8, 13), (67, 100, 8, 0, 13)]
+    assert a.main.endswith("segments/000-of-003/main.mkv") and b.lead_dir.endswith("001-of-003/lead/")
+    assert [s.lead for s in plan_segments(replace(job, frames=12), 2)] == [0, 2]  # short segments: short bridges
+
+
+def test_dissolve_steps_evenly_from_one_chain_to_the_other() -> None:
+    black, white = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
+    assert [int(f[0, 0, 0]) for f in dissolve([black] * 3, [white] * 3)] == [64, 128, 191]
+
+
+def test_warmup_lasts_until_the_cold_start_has_faded() -> None:
+    assert warmup_frames(0.5) == 7  # 0.5 ** 7 < 1 %
+    assert warmup_frames(1.0) == 0  # no carry, no memory
+    assert warmup_frames(0.0) == MAX_WARMUP
+
+
+def test_gpu_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_gpus(None) is None and parse_gpus("none") == [] and parse_gpus("0, 2") == ["0", "2"]
+    with pytest.raises(SettingsError, match="empty entry"):
+        parse_gpus("0,,1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert visible_gpus() == ["1", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+# -- the manifest --------------------------------------------------------------------------------------
+def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, '[[job]]\ninput = "a.mp4\n')
+    with pytest.raises(ManifestError, match=r"malformed TOML: .*line 9, column 15"):
+        load_manifest(path)
+
+
+def test_a_job_becomes_the_argv_of_its_command(tmp_path: Path, clip: Path) -> None:
+    os.symlink(clip, tmp_path / "in.mp4")
+    path = write_manifest(tmp_path, """
+[[job]]
+name = "pan"
+input = "in.mp4"
+output = "a.mp4"
+keep_work = true
+max-size = 100
+no_audio = false
+segments = 2
+
+[[job]]
+mode = "image"
+preset = "tutorial"
+input = "in.mp4"
+output = "still.png"
+""", defaults=DEFAULTS + 'start = 0.5\n')
+    first, second = load_manifest(path).jobs
+    assert first.argv[:3] == ("video", str(tmp_path / "in.mp4"), str(tmp_path / "a.mp4"))
+    assert {"--weights=none", f"--layers={SMALL_LAYERS}", "--octaves=1", "--keep-work", "--max-size=100",
+            "--start=0.5"} <= set(first.argv)
+    assert "--no-audio" not in first.argv
+    assert (first.name, first.line, first.frames, first.fps, first.segments) == ("pan", 10, 18, FPS, 2)
+    assert first.warmup == warmup_frames(FlowSettings().blend)
+    assert first.work_dir == str(tmp_path / "a.mp4.ddwork") and first.segmentable
+    # the image job: [defaults] keys image has no use for (start) are left out; its preset replaces the default layers
+    assert "--preset=tutorial" in second.argv and not any(a.startswith(("--layers", "--start")) for a in second.argv)
+    assert (second.name, second.line) == ("still.png", 19)
+
+
+def test_every_problem_is_reported_with_job_and_line_and_nothing_starts(tmp_path: Path, clip: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    os.symlink(clip, tmp_path / "in.mp4")
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "in.mp4"
+output = "a.mp4"
+octave = 2
+
+[[job]]
+input = "missing.mp4"
+output = "b.mp4"
+
+[[job]]
+input = "in.mp4"
+output = "c.mp4"
+layers = "mixed2=1.0,mixed99=1.0"
+
+[[job]]
+input = "in.mp4"
+output = "a.mp4"
+flow = "magic"
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert len(problems) == 5, problems
+    assert problems[0].startswith(f"{path}:12: job 1: unknown key 'octave'") and "did you mean 'octaves'" in problems[0]
+    assert problems[1].startswith(f"{path}:15: job 2: input not found: {tmp_path / 'missing.mp4'}")
+    assert problems[2].startswith(f"{path}:21: job 3: unknown layer 'mixed99'") and "mixed10" in problems[2]
+    assert problems[3].startswith(f"{path}:23: job 4: output {tmp_path / 'a.mp4'} is also written by job 1 (line 9)")
+    assert problems[4].startswith(f"{path}:26: job 4: argument --flow: invalid choice: 'magic'")
+    assert main(["batch", str(path)]) == 1  # the CLI: one error, exit 1, nothing made
+    assert "5 problems, nothing was started" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "jobs.toml"]
+
+
+# -- running -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_jobs(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> tuple[Path, int]:
+    """A video job in two segments that finishes and an image job whose input is no image, run through the CLI."""
+    folder = tmp_path_factory.mktemp("batch")
+    (folder / "out").mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    path = write_manifest(folder, f"""
+[[job]]
+name = "pan"
+input = "{clip}"
+output = "out/pan.mp4"
+segments = 2
+blend = 0.5  # 7 warm-up frames: the second segment starts cold at frame 1, its 4-frame bridge at 8
+
+[[job]]
+mode = "image"
+input = "broken.png"
+output = "out/broken.png"
+""")
+    return path, main(["batch", str(path), "-q"])
+
+
+def test_a_failing_job_does_not_stop_the_other(two_jobs: tuple[Path, int]) -> None:
+    path, status = two_jobs
+    assert status == 1
+    summary = json.loads(path.with_name("jobs.summary.json").read_text())
+    pan, broken = summary["jobs"]
+    assert (pan["status"], pan["frames"], pan["dreamed"], pan["error"]) == ("done", 24, 24, None)
+    assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 16
+    assert summary["finished"] and sorted(os.listdir(path.parent / "out")) == ["pan.mp4"]  # no work folder left
+
+
+def test_segments_join_into_the_whole_clip_with_a_clean_seam(two_jobs: tuple[Path, int], clip: Path) -> None:
+    output = two_jobs[0].parent / "out" / "pan.mp4"
+    source, frames = decode(clip), decode(output)
+    assert len(frames) == len(source) == probe_video(output).n_frames == 24
+    errors = pair_errors(source, frames)
+    # segment 1 is frames 0-11, segment 2 12-23; frames 8-11 dissolve one into the other
+    across = errors[7:12]  # pairs (7, 8) ... (11, 12): the two joins and the bridge between them
+    inside = float(np.mean(errors[:7] + errors[12:]))
+    print(f"E_warp across the joins: max {max(across):.6f} (" + " ".join(f"{e:.6f}" for e in across)
+          + f"), inside segments {inside:.6f}, ratio {max(across) / inside:.3f}")
+    assert max(across) <= 1.2 * inside
+
+
+def test_join_copies_the_segments_and_adds_the_audio(tmp_path: Path) -> None:
+    segments = [pan_clip(tmp_path / "0.mkv", frames=5), pan_clip(tmp_path / "1.mkv", frames=4)]
+    source = pan_clip(tmp_path / "source.mp4", frames=9, audio=True)
+    join_segments([str(s) for s in segments], str(tmp_path / "joined.mp4"), audio_from=str(source), duration=9 / FPS)
+    joined = decode(tmp_path / "joined.mp4")
+    expected = decode(segments[0]) + decode(segments[1])
+    assert len(joined) == 9 and all(np.array_equal(a, b) for a, b in zip(joined, expected))  # bit-exact: no re-encode
+    assert probe_video(tmp_path / "joined.mp4").audio_codec == "aac"
+
+
+def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
+    pan_clip(tmp_path / "long.mp4", frames=48, size=160)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "long.mp4"\noutput = "out.mp4"\niterations = 4\n')
+    frames = tmp_path / "out.mp4.ddwork" / "frames"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    batch = subprocess.Popen([sys.executable, "-m", "ddvideo.cli", "batch", str(path), "-q"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while finished_frames(frames) < 3:
+            assert batch.poll() is None and time.monotonic() < deadline, "the batch ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        os.killpg(batch.pid, signal.SIGKILL)  # the batch and its worker, mid-render
+        batch.wait()
+    kept = finished_frames(frames)
+    assert 3 <= kept < 48 and not (tmp_path / "out.mp4").exists()
+    assert json.loads((tmp_path / "jobs.summary.json").read_text())["jobs"][0]["status"] == "pending"
+
+    (resumed,) = run_batch(load_manifest(path)).results
+    assert (resumed.status, resumed.frames, resumed.dreamed) == ("done", 48, 48 - kept)
+    assert len(decode(tmp_path / "out.mp4")) == 48 and not frames.parent.exists()
+
+    (again,) = run_batch(load_manifest(path)).results
+    assert (again.status, again.frames, again.dreamed) == ("skipped", 48, 0)
+
+
+def test_batch_on_a_local_ray_instance(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    pan_clip(tmp_path / "a.mp4", frames=8)
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "a.mp4"
+output = "a.out.mp4"
+
+[[job]]
+input = "a.mp4"
+output = "b.out.mkv"
+seed = 1
+""")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_batch(load_manifest(path), ray="auto")
+    finally:
+        ray.shutdown()
+    assert [(r.status, r.frames) for r in summary.results] == [("done", 8), ("done", 8)], summary.results
+    assert all(r.where for r in summary.results)  # the node each ran on
+    assert len(decode(tmp_path / "b.out.mkv")) == 8
+    assert json.loads(Path(summary.path).read_text())["finished"]

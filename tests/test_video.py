@@ -1,0 +1,365 @@
+"""Video mode end to end: a synthetic pan with audio through the CLI and render_video, resume, bad inputs, metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SMALL_LAYERS, textured_image
+from ddvideo.cli import main
+from ddvideo.dream import Dreamer, DreamSettings
+from ddvideo.errors import DDVideoError
+from ddvideo.flow import FlowSettings
+from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
+from ddvideo.metrics import warping_error
+from ddvideo.video import SETTLE_PASSES, ClipSettings, render_video
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
+PAN = 3  # px per frame: the camera moves right, so the picture moves left
+FAST = ["--weights", "none", "--layers", SMALL_LAYERS, "--octaves", "1", "--iterations", "1", "-q"]
+
+
+def pan_frames(n: int = N, width: int = W, height: int = H) -> list[np.ndarray]:
+    """Windows of one texture, each PAN px further right: frame t+1 (p) = frame t (p + (PAN, 0))."""
+    big = textured_image(height, width + PAN * n, seed=3)
+    return [np.ascontiguousarray(big[:, PAN * t : PAN * t + width]) for t in range(n)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], *, audio_from: Path | None = None) -> Path:
+    with VideoWriter(path, fps=FPS, size=(frames[0].shape[1], frames[0].shape[0]), audio_from=audio_from) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    if path.is_dir():
+        return [read_image(p) for p in sorted(path.iterdir())]
+    with VideoReader(path) as reader:
+        return list(reader)
+
+
+def leftovers(folder: Path, name: str) -> list[str]:
+    """Anything the render of `folder/name` made or left: the output, its work folder, hidden temporaries."""
+    return sorted(p.name for p in folder.iterdir() if p.name.lstrip(".").startswith(name))
+
+
+def finished(work: Path) -> list[str]:
+    """Frame files in a work folder (hidden .NAME.partial-* files are frames still being written)."""
+    return [name for name in os.listdir(work) if not name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("video")
+    tone = d / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2", "-c:a", "aac", str(tone))
+    frames = pan_frames()
+    odd = d / "odd.mkv"  # 161x121: H.264 4:4:4 takes odd sizes
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size=161x121:rate={FPS}:duration=1", "-c:v", "libx264",
+           "-pix_fmt", "yuv444p", str(odd))  # fmt: skip
+    return {
+        "pan": write_clip(d / "pan.mp4", frames, audio_from=tone),
+        "silent": write_clip(d / "silent.mp4", frames[:12]),
+        "odd": odd,
+    }
+
+
+@pytest.fixture(scope="module")
+def dreamer(inception) -> Dreamer:
+    """The same model and objective as the FAST command line (the CLI builds the same seeded random weights)."""
+    return Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1))
+
+
+@pytest.fixture(scope="module")
+def reference(clips, dreamer, tmp_path_factory) -> list[np.ndarray]:
+    """An uninterrupted render of the pan clip to PNG frames (lossless), the yardstick of the resume tests."""
+    out = tmp_path_factory.mktemp("reference") / "frames"
+    summary = render_video(str(clips["pan"]), str(out), dreamer=dreamer)
+    assert summary.frames == summary.dreamed == N and summary.warnings == ()
+    return decode(out)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, list[str]]:
+    code = main(["video", *map(str, argv)])
+    return code, capsys.readouterr().err.splitlines()
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_cli_renders_clip_with_audio(clips, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    code, err = run_cli(capsys, clips["pan"], out, *FAST)
+    assert (code, err) == (0, [])
+    info = probe_video(out)
+    assert (info.width, info.height, info.n_frames, info.fps) == (W, H, N, FPS)
+    assert info.duration == pytest.approx(N / FPS, abs=0.05)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert leftovers(tmp_path, "out") == ["out.mp4"]  # work folder removed after success
+    source, dreamed = decode(clips["pan"]), decode(out)
+    assert np.abs(dreamed[5].astype(int) - source[5]).mean() > 2  # it did dream
+
+
+def test_render_video_writes_every_frame_and_follows_the_camera(clips, reference):
+    source = decode(clips["pan"])
+    assert len(reference) == N and reference[0].shape == (H, W, 3)
+    # the dream (output - source) of frame t+1, moved back by the pan, lands on the dream of frame t
+    residual = [o.astype(np.float32) - s for o, s in zip(reference, source)]
+    along, still = [], []
+    for a, b in zip(residual[4:-1], residual[5:]):
+        along.append(np.corrcoef(a[8:-8, PAN + 8 : -8].ravel(), b[8:-8, 8 : -8 - PAN].ravel())[0, 1])
+        still.append(np.corrcoef(a[8:-8, 8:-8].ravel(), b[8:-8, 8:-8].ravel())[0, 1])
+    assert np.mean(along) > 0.5 and np.mean(along) > np.mean(still) + 0.2
+
+
+def test_flow_is_steadier_than_blend_and_independent_frames(clips, dreamer, reference, tmp_path):
+    source = decode(clips["pan"])
+    errors = {"flow": warping_error(source, reference)}
+    for name, flow in {"blend": FlowSettings(method="none"), "independent": FlowSettings(method="none", blend=1.0)}.items():
+        out = tmp_path / name
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=flow)
+        errors[name] = warping_error(source, decode(out))
+    # plain blend smears the stale dream across a moving picture: it is no steadier than independent frames
+    assert errors["flow"] < min(errors["blend"], errors["independent"]) / 1.5, errors
+
+
+@pytest.mark.parametrize(("blend", "extra"), [(0.3, SETTLE_PASSES), (1.0, 0)])
+def test_first_frame_settles_into_the_blend_chain(clips, dreamer, tmp_path, monkeypatch, blend, extra):
+    calls = []
+    dream = dreamer.dream
+    monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw["seed"]) or dream(frame, **kw))
+    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer, flow=FlowSettings(blend=blend))
+    assert calls == [0] * (1 + extra) + list(range(1, 12))  # frame 0 again from its own blend, then one per frame
+
+
+def test_no_audio_option_and_silent_source(clips, tmp_path, capsys):
+    assert run_cli(capsys, clips["pan"], tmp_path / "a.mp4", "--no-audio", *FAST) == (0, [])
+    assert not probe_video(tmp_path / "a.mp4").has_audio
+    assert run_cli(capsys, clips["silent"], tmp_path / "b.webm", *FAST) == (0, [])
+    info = probe_video(tmp_path / "b.webm")
+    assert not info.has_audio and info.n_frames == 12 and info.video_codec == "vp9"
+
+
+def test_odd_source_size_gives_even_output(clips, tmp_path, capsys):
+    assert run_cli(capsys, clips["odd"], tmp_path / "odd.mp4", *FAST) == (0, [])
+    info = probe_video(tmp_path / "odd.mp4")
+    assert (info.width, info.height, info.n_frames) == (160, 120, FPS)
+
+
+def test_start_end_trims_video_and_audio(clips, tmp_path, capsys):
+    out = tmp_path / "cut.mkv"
+    assert run_cli(capsys, clips["pan"], out, "--start", "0.5", "--end", "1.25", *FAST) == (0, [])
+    info = probe_video(out)
+    assert info.n_frames == 9 and info.fps == FPS and info.has_audio  # frames 6 to 14
+    assert info.duration == pytest.approx(0.75, abs=0.05)
+    # the first output frame is source frame 6 dreamed: closer to it than to its neighbours
+    source, first = decode(clips["pan"]), decode(out)[0].astype(int)
+    distance = [np.abs(first - source[t]).mean() for t in (5, 6, 7)]
+    assert np.argmin(distance) == 1
+
+
+def test_fps_resamples(clips, tmp_path, capsys):
+    out = tmp_path / "slow.mp4"
+    assert run_cli(capsys, clips["pan"], out, "--fps", "6", *FAST) == (0, [])
+    info = probe_video(out)
+    assert (info.n_frames, info.fps) == (N // 2, 6) and info.duration == pytest.approx(N / FPS, abs=0.1)
+
+
+def test_gif_and_png_folder_outputs(clips, tmp_path, capsys):
+    assert run_cli(capsys, clips["silent"], tmp_path / "loop.gif", *FAST) == (0, [])
+    info = probe_video(tmp_path / "loop.gif")
+    assert (info.width, info.height, info.n_frames, info.has_audio) == (W, H, 12, False)
+    assert run_cli(capsys, clips["silent"], tmp_path / "frames/", *FAST) == (0, [])
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == [f"{i:06d}.png" for i in range(12)]
+    assert read_image(tmp_path / "frames" / names[-1]).shape == (H, W, 3)
+
+
+# ---------------------------------------------------------------- resume
+
+
+class Interrupt:
+    """A progress callback that stops the render like Ctrl-C once `after` frames are finished."""
+
+    def __init__(self, after: int):
+        self.after, self.seen = after, 0
+
+    def __call__(self, index, total, loss) -> None:
+        self.seen += 1
+        if self.seen >= self.after:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference, tmp_path):
+    out = tmp_path / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=Interrupt(5))
+    assert not out.exists()
+    kept = len(list((tmp_path / "frames.ddwork" / "frames").iterdir()))
+    assert 5 <= kept < N
+    calls = []
+    summary = render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=lambda *a: calls.append(a))
+    assert (summary.frames, summary.dreamed) == (N, N - kept)
+    assert [c[0] for c in calls] == list(range(N)) and calls[0][2] is None  # resumed frames have no loss
+    resumed = decode(out)
+    assert len(resumed) == N and all(np.array_equal(a, b) for a, b in zip(resumed, reference))
+    assert leftovers(tmp_path, "frames") == ["frames"]
+
+
+def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys):
+    out = tmp_path / "killed.mp4"
+    work = tmp_path / "killed.mp4.ddwork" / "frames"
+    argv = ["video", str(clips["pan"]), str(out), *FAST, "--crf", "0"]
+    proc = subprocess.Popen([sys.executable, "cli.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (work.is_dir() and len(finished(work)) >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, "the render ended before it could be killed"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()  # the output appears only when complete
+    assert 2 <= len(finished(work)) < N
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".killed.mp4.")]  # the encoder's hidden temporaries
+    assert main(argv) == 0
+    assert main([*argv[:2], str(tmp_path / "whole.mp4"), *argv[3:]]) == 0
+    assert all(np.array_equal(a, b) for a, b in zip(decode(out), decode(tmp_path / "whole.mp4")))
+    assert probe_video(out).n_frames == N
+    # the killed run's hidden temporaries (.killed.mp4.partial-*) are swept by the rerun
+    assert leftovers(tmp_path, "killed") == ["killed.mp4"]
+
+
+def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, capsys):
+    out = tmp_path / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=Interrupt(2))
+    with pytest.raises(DDVideoError, match=r"work folder .*frames\.ddwork holds frames of a render with other settings"):
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=FlowSettings(blend=0.9))
+    code, err = run_cli(capsys, clips["pan"], out, *FAST, "--iterations", "2")
+    assert code == 1 and len(err) == 1 and err[0].startswith("ddvideo: error: work folder")
+    assert not out.exists()
+
+
+def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tmp_path):
+    out = tmp_path / "x.mp4"
+    with pytest.raises(DDVideoError, match="too small for this model"):
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, clip=ClipSettings(max_size=32))
+    assert leftovers(tmp_path, "x") == []
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def bad(clips, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "notes.mp4").write_text("not a video\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=12:duration=1", "-frames:v", "0", str(d / "zero.mp4"))
+    (d / "file").write_text("a file, not a folder\n")
+    return {"missing": d / "nope.mp4", "text": d / "notes.mp4", "zero": d / "zero.mp4", "file": d / "file"}
+
+
+@pytest.mark.parametrize(
+    ("case", "output", "extra", "message"),
+    [
+        ("missing", "o.mp4", [], "input not found: .*nope.mp4"),
+        ("text", "o.mp4", [], "not a readable video: .*notes.mp4"),
+        ("zero", "o.mp4", [], "not a readable video: .*zero.mp4"),
+        ("pan", "o.xyz", [], "unknown extension '.xyz'"),
+        ("pan", "nodir/o.mp4", [], "output folder does not exist: .*nodir"),
+        ("pan", "FILE/o.mp4", [], "output folder is not a folder"),
+        ("pan", "o.mp4", ["--start", "5"], "start 5s is past the end of .*pan.mp4, which is 2.00s long"),
+        ("pan", "o.mp4", ["--end", "0"], r"--end \(0.0\) must be after --start"),
+    ],
+)
+def test_bad_input_is_one_error_line(clips, bad, tmp_path, capsys, case, output, extra, message):
+    source = clips.get(case) or bad[case]
+    out = tmp_path / output.replace("FILE", str(bad["file"]))
+    code, err = run_cli(capsys, source, out, *FAST, *extra)
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("ddvideo: error: ") and "Traceback" not in err[0]
+    assert re.search(message, err[0]), err[0]
+    assert not out.exists() and not Path(str(out) + ".ddwork").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".o.", "o."))]
+
+
+def test_truncated_video_renders_what_decodes_with_a_warning(clips, tmp_path, capsys):
+    data = clips["pan"].read_bytes()  # VideoWriter puts the index first (faststart), so a cut file still opens
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.mp4"
+    code, err = run_cli(capsys, cut, out, *FAST)
+    assert code == 0 and len(err) == 1, err
+    assert re.match(r"ddvideo: warning: video ended early at frame (\d+) \(t=[\d.]+s\) of .*cut.mp4: .*truncated", err[0])
+    decoded = int(re.search(r"frame (\d+)", err[0])[1])
+    assert 0 < decoded < N and probe_video(out).n_frames == decoded
+    stub = tmp_path / "stub.mp4"
+    stub.write_bytes(data[:2000])  # the index and not one whole frame
+    code, err = run_cli(capsys, stub, tmp_path / "stub-out.mp4", *FAST)
+    assert code == 1 and len(err) == 1 and err[0].startswith("ddvideo: error: ")
+    assert leftovers(tmp_path, "stub-out") == []
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_command(clips, reference, tmp_path, capsys):
+    out = write_clip(tmp_path / "dreamed.mp4", reference)
+    assert main(["metrics", str(clips["pan"]), str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.err == "" and re.fullmatch(r"E_warp \d+\.\d{6}\n", printed.out)
+    expected = warping_error(decode(clips["pan"]), decode(out))
+    assert float(printed.out.split()[1]) == pytest.approx(expected, abs=1e-6)
+    assert main(["metrics", str(clips["pan"]), str(clips["pan"])]) == 0  # the source against itself: steady
+    assert float(capsys.readouterr().out.split()[1]) < expected / 4
+    for argv in ([str(clips["pan"]), str(clips["silent"])], [str(clips["pan"]), str(tmp_path / "nope.mp4")]):
+        assert main(["metrics", *argv]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("ddvideo: error: ")
+
+
+def test_encoding_options_may_change_on_resume_and_user_work_dir_is_kept(tmp_path, inception):
+    """--crf changes only the encoding: a resume accepts it; a user's own work folder keeps its other files."""
+    from ddvideo.dream import Dreamer, DreamSettings
+    from ddvideo.media import VideoWriter
+    from ddvideo.render import OutputSettings, RunSettings
+    from ddvideo.video import render_video
+    from conftest import SMALL_LAYERS, textured_image
+
+    clip = str(tmp_path / "clip.mp4")
+    with VideoWriter(clip, fps=12, size=(112, 112)) as writer:
+        for i in range(4):
+            writer.write(textured_image(112, 112, seed=i))
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me")
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1))
+    run = RunSettings(work_dir=str(work))
+
+    def stop_after_two(index, total, loss):
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_video(clip, str(tmp_path / "out.mp4"), dreamer=dreamer, run=run, progress=stop_after_two)
+    summary = render_video(clip, str(tmp_path / "out.mp4"), dreamer=dreamer, run=run, out=OutputSettings(crf=30))
+    assert summary.frames == 4 and summary.dreamed < 4
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
