@@ -29,7 +29,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
 
 
-def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
+def _dream_options(p: argparse.ArgumentParser, *, iterations: int, step: float = 20.0) -> None:
     from .models import PRECISIONS
     from .objective import PRESETS
 
@@ -40,7 +40,7 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
     g.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default 1.4)")
     g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
-    g.add_argument("--step", type=float, default=20.0, help="step size on the [-1, 1] scale (default 20)")
+    g.add_argument("--step", type=float, default=step, help=f"step size on the [-1, 1] scale (default {step:g})")
     g.add_argument("--max-loss", type=float, default=15.0, help="stop an octave once the loss exceeds this (default 15)")
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
@@ -64,7 +64,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .flow import FlowSettings
-    from .video import VIDEO_ITERATIONS
+    from .video import VIDEO_ITERATIONS, VIDEO_STEP
 
     parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--blend", type=float, help=f"weight of the new source frame in each init, 0..1 (default {FlowSettings.blend:g})")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
-    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
+    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS, step=VIDEO_STEP), _output_options(p), _quiet(p)
     p.set_defaults(run=cmd_video)
 
     from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings

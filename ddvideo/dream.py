@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import SettingsError
-from .models import LoadedModel
+from .models import PRECISIONS, LoadedModel, with_precision
 from .objective import Term, build_extractor, min_input_side, parse_objective
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
@@ -27,6 +27,7 @@ class DreamSettings:
     max_loss: float | None = 15.0  # stop an octave early once the loss exceeds it
     normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
+    precision: str = "float32"  # the network's dtype; the image, loss and gradient normalisation stay float32
 
     def __post_init__(self) -> None:
         checks = [
@@ -37,6 +38,7 @@ class DreamSettings:
             (self.max_loss is None or self.max_loss > 0, f"--max-loss must be positive, got {self.max_loss}"),
             (self.normalize in ("l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
             (self.tile_size >= 0, f"--tile-size must be 0 (off) or a size in pixels, got {self.tile_size}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -77,14 +79,23 @@ def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-class Dreamer:
-    """Dreams frames with one model and one objective; compiles once per frame shape."""
+def default_jit_compile() -> bool:
+    """XLA where it pays: on a GPU. On CPU it measured several times slower than TensorFlow's own kernels."""
+    return bool(tf.config.list_physical_devices("GPU"))
 
-    def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *, jit_compile: bool = False):
+
+class Dreamer:
+    """Dreams frames with one model and one objective; compiles once per frame shape.
+
+    `jit_compile` compiles the dream with XLA; None picks it per device (default_jit_compile).
+    """
+
+    def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *,
+                 jit_compile: bool | None = None):
         self.loaded = loaded
         self.settings = settings
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
-        self.extractor = build_extractor(loaded, self.terms)
+        self.extractor = build_extractor(with_precision(loaded, settings.precision), self.terms)
         self.min_side = min_input_side(self.extractor, border=BORDER)
         if settings.tile_size and settings.tile_size < 2 * self.min_side:
             # a frame just over one tile splits into two half tiles, each of which must still fit the model
@@ -92,7 +103,8 @@ class Dreamer:
                 f"--tile-size {settings.tile_size} is too small for this objective: use at least {2 * self.min_side}, or 0 for no tiling"
             )
         self.trace_count = 0  # incremented only while tracing: a test checks frames don't retrace
-        self._graph = tf.function(self._dream_graph, jit_compile=jit_compile)
+        self.jit_compile = default_jit_compile() if jit_compile is None else jit_compile
+        self._graph = tf.function(self._dream_graph, jit_compile=self.jit_compile)
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
@@ -134,21 +146,27 @@ class Dreamer:
 
     def _ascend(self, img, iterations, step, max_loss, seed):
         """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss."""
+        float16 = self.settings.precision == "float16"
 
-        def cond(i, img, loss, done):
+        def cond(i, img, loss, done, backoff):
             return tf.logical_and(i < iterations, tf.logical_not(done))
 
-        def body(i, img, loss, done):
-            loss, grads = self._gradients(img, tf.stack([seed, i]))
+        def body(i, img, loss, done, backoff):
+            loss, grads = self._gradients(img, tf.stack([seed, i]), backoff)
             if self.settings.normalize == "l2":
                 grads = tf.math.l2_normalize(grads)
             else:
                 grads = grads / (tf.math.reduce_std(grads) + 1e-8)
-            return i + 1, img + step * grads, loss, loss > max_loss
+            moved = img + step * grads
+            if float16:  # an overflowed gradient skips its step and scales the loss down for the next
+                finite = tf.reduce_all(tf.math.is_finite(grads))
+                moved = tf.where(finite, moved, img)
+                backoff = tf.where(finite, backoff, backoff / 256.0)
+            return i + 1, moved, loss, loss > max_loss, backoff
 
-        _, img, loss, _ = tf.while_loop(
-            cond, body, (tf.constant(0), img, tf.constant(0.0), tf.constant(False)),
-            shape_invariants=None, parallel_iterations=1,
+        _, img, loss, _, _ = tf.while_loop(
+            cond, body, (tf.constant(0), img, tf.constant(0.0), tf.constant(False), tf.constant(1.0)),
+            parallel_iterations=1,
         )
         return img, loss
 
@@ -163,18 +181,27 @@ class Dreamer:
             loss += term.weight * tf.reduce_mean(tf.square(act))
         return loss
 
-    def _gradients(self, img, seed):
+    def _gradients(self, img, seed, backoff):
         """(loss, d loss / d img) for one (H, W, 3) image, tile by tile when it is larger than the tile size."""
         height, width = int(img.shape[0]), int(img.shape[1])
         tile = self.settings.tile_size
         if not tile or (height <= tile and width <= tile):
-            with tf.GradientTape() as tape:
-                tape.watch(img)
-                loss = self._loss(img)
-            return loss, tape.gradient(loss, img)
-        return self._tiled_gradients(img, seed, tile)
+            return self._piece_gradients(img, backoff)
+        return self._tiled_gradients(img, seed, tile, backoff)
 
-    def _tiled_gradients(self, img, seed, tile):
+    def _piece_gradients(self, img, backoff):
+        """(loss, d loss / d img) of one untiled (h, w, 3) image; the gradient is float32 whatever the network's dtype."""
+        # The loss is a mean over thousands of activations per pixel row: in float16 its gradient underflows
+        # to zero unless the loss is scaled up by about the pixel count first (and the gradient back down).
+        scale = float(img.shape[0] * img.shape[1]) * backoff if self.settings.precision == "float16" else None
+        with tf.GradientTape() as tape:
+            tape.watch(img)
+            loss = self._loss(img)
+            target = loss if scale is None else loss * scale
+        grads = tape.gradient(target, img)
+        return loss, grads if scale is None else grads / scale
+
+    def _tiled_gradients(self, img, seed, tile, backoff):
         # Roll by a random offset so tile edges fall somewhere new each step and no seam builds up.
         height, width = int(img.shape[0]), int(img.shape[1])
         if self._roll:
@@ -189,10 +216,7 @@ class Dreamer:
                 # depend on the running sum so tiles run one after another: peak memory is one tile's
                 with tf.control_dependencies([grads]):
                     piece = tf.identity(rolled[y0:y1, x0:x1])
-                with tf.GradientTape() as tape:
-                    tape.watch(piece)
-                    piece_loss = self._loss(piece)
-                g = tape.gradient(piece_loss, piece)
+                piece_loss, g = self._piece_gradients(piece, backoff)
                 grads = grads + tf.pad(g, [[y0, height - y1], [x0, width - x1], [0, 0]])
                 loss += piece_loss * ((y1 - y0) * (x1 - x0) / (height * width))
         return loss, tf.roll(grads, -shift, axis=[0, 1])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import keras
@@ -146,6 +147,36 @@ def _load_custom(settings: ModelSettings) -> LoadedModel:
     names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
     default = f"{names[-1]}=1.0" if names else ""
     return LoadedModel(model, settings.model, settings, _identity, r".*", default)
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+# original model -> {dtype: its copy}; weak, so dropping a model frees its copies
+_CASTS: "weakref.WeakKeyDictionary[keras.Model, dict[str, keras.Model]]" = weakref.WeakKeyDictionary()
+
+
+def with_precision(loaded: LoadedModel, dtype: str) -> LoadedModel:
+    """`loaded` with every layer computing and storing its weights in `dtype` (inference only; built once per dtype).
+
+    float32 returns `loaded` itself. Layer names are kept, so objectives still apply; inputs stay float32 and
+    the first layer casts them, so gradients flow back to a float32 image.
+    """
+    if dtype not in PRECISIONS:
+        raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {dtype!r}")
+    if dtype == "float32":
+        return loaded
+    copies = _CASTS.setdefault(loaded.model, {})
+    if dtype not in copies:
+        try:
+            copy = keras.models.clone_model(
+                loaded.model, clone_function=lambda layer: type(layer).from_config({**layer.get_config(), "dtype": dtype}))
+        except Exception as exc:  # subclassed models and custom layers keras cannot rebuild from their config
+            raise ModelError(f"cannot run {loaded.name} in {dtype} ({_first_line(exc)}); use --precision float32") from None
+        copy.set_weights(loaded.model.get_weights())  # cast on assignment
+        copy.trainable = False
+        copies[dtype] = copy
+    return replace(loaded, model=copies[dtype])
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()

@@ -218,6 +218,7 @@ input = "{clip}"
 output = "out/pan.mp4"
 segments = 2
 blend = 0.5  # 7 warm-up frames: the second segment starts cold at frame 1, its 4-frame bridge at 8
+step = 20.0  # a still's step: the seam measured with the strongest per-frame change
 
 [[job]]
 mode = "image"
@@ -233,7 +234,7 @@ def test_a_failing_job_does_not_stop_the_other(two_jobs: tuple[Path, int]) -> No
     summary = json.loads(path.with_name("jobs.summary.json").read_text())
     pan, broken = summary["jobs"]
     assert (pan["status"], pan["frames"], pan["dreamed"], pan["error"]) == ("done", 24, 24, None)
-    assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 16
+    assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 17
     assert summary["finished"] and sorted(os.listdir(path.parent / "out")) == ["pan.mp4"]  # no work folder left
 
 

@@ -178,3 +178,63 @@ def test_nonsense_settings_are_rejected(kwargs, message):
 def test_round_trip_of_pixel_scale():
     frame = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     assert np.array_equal(to_uint8(to_unit(frame)), frame)
+
+
+# -- speed options: precision and XLA --------------------------------------------------------------
+def _gradient(dreamer, image):
+    x = to_unit(image)
+    return tf.function(lambda x: dreamer._piece_gradients(x, tf.constant(1.0))[1])(x).numpy().ravel()
+
+
+@pytest.mark.parametrize("precision, min_cosine", [("bfloat16", 0.95), ("float16", 0.99)])
+def test_reduced_precision_gradient_points_the_same_way(inception, precision, min_cosine):
+    image = textured_image(128, 144, seed=9)
+    reference = _gradient(Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1)), image)
+    reduced = _gradient(Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, precision=precision)), image)
+    assert reduced.dtype == np.float32
+    # float16 needs its loss scaled up: unscaled, this gradient underflows to zero
+    cosine = reduced @ reference / (np.linalg.norm(reduced) * np.linalg.norm(reference))
+    assert cosine > min_cosine
+    assert 0.9 < np.linalg.norm(reduced) / np.linalg.norm(reference) < 1.1
+
+
+def test_bfloat16_dream_differs_less_than_one_grey_level_of_input_noise(inception):
+    """A dream amplifies any small change; bfloat16 must change it less than +-1 grey level on the input does."""
+    image = textured_image(128, 144, seed=9)
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None)
+    exact = Dreamer(inception, settings)
+    baseline = exact.dream(image).frame.astype(int)
+    noisy = np.clip(image + np.random.default_rng(0).integers(-1, 2, image.shape), 0, 255).astype(np.uint8)
+    noise_effect = np.abs(exact.dream(noisy).frame - baseline).mean()
+    bf16 = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None, precision="bfloat16"))
+    result = bf16.dream(image)
+    assert np.isfinite(result.loss)
+    assert np.abs(result.frame - baseline).mean() < noise_effect
+    assert np.abs(result.frame.astype(int) - image).mean() > 2  # it did dream
+
+
+def test_xla_gives_the_same_dream_within_one_grey_level(inception):
+    image = textured_image(108, 112, seed=10)
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None)
+    plain = Dreamer(inception, settings, jit_compile=False).dream(image).frame
+    jit = Dreamer(inception, settings, jit_compile=True)
+    assert np.abs(jit.dream(image).frame.astype(int) - plain).max() <= 1
+    assert jit.trace_count == 1
+
+
+def test_jit_defaults_to_off_without_a_gpu(inception):
+    assert Dreamer(inception, DreamSettings(layers=SMALL_LAYERS)).jit_compile is False  # conftest hides GPUs
+
+
+def test_unknown_precision_names_the_choices():
+    with pytest.raises(SettingsError, match=r"--precision must be one of float32, bfloat16, float16"):
+        DreamSettings(precision="float64")
+
+
+def test_cli_precision_and_jit_reach_the_dreamer(inception, monkeypatch):
+    from ddvideo.cli import build_parser, make_dreamer
+
+    monkeypatch.setattr("ddvideo.models.load_model", lambda settings: inception)
+    argv = ["image", "in.png", "out.png", "--weights", "none", "--layers", SMALL_LAYERS, "--precision", "bfloat16", "--jit"]
+    dreamer = make_dreamer(vars(build_parser().parse_args(argv)))
+    assert dreamer.settings.precision == "bfloat16" and dreamer.jit_compile is True

@@ -1,0 +1,460 @@
+"""Speed benchmark: dream iterations per second, ddvideo against the Keras example's loop, per-frame and end-to-end
+video time, and peak memory at 1080p and 4K. Prints markdown and writes benchmarks/results-<machine>.md.
+
+    .venv/bin/python benchmarks/bench.py                  # everything, on the GPU if there is one (~20 min on 2 CPU cores)
+    .venv/bin/python benchmarks/bench.py --quick          # a small subset, a few minutes
+    .venv/bin/python benchmarks/bench.py --device cpu     # hide the GPUs
+    .venv/bin/python benchmarks/bench.py --sections speed,reference
+
+Random weights (--weights none) by default: speed does not depend on the weights, but the dreams and their early
+stops do, so output differences are measured on random-weight dreams. Everything from the "## Notes" heading of an
+existing results file on is kept when the file is regenerated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SECTIONS = ("speed", "reference", "frame", "video", "memory")
+SIZES = {"256x256": (256, 256), "540x360": (360, 540), "1280x720": (720, 1280), "1920x1080": (1080, 1920),
+         "3840x2160": (2160, 3840)}  # name: (H, W)
+NOTES = "## Notes"
+
+
+# -- the machine ------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gb(field: str = "MemTotal") -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def gpu_names() -> list[str]:
+    import tensorflow as tf
+
+    return [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+
+
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_fp16") if f" {f}" in flags]
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "simd": simd, "memory_gb": round(memory_gb(), 1),
+            "gpus": gpu_names(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def machine_name(info: dict) -> str:
+    if info["gpus"]:
+        return re.sub(r"[^a-z0-9]+", "-", info["gpus"][0].lower()).strip("-")
+    return f"cpu-{info['cores']}core"
+
+
+def load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def make_clip(folder: Path, *, size: str = "540x360", seconds: float = 2.0) -> Path:
+    import imageio_ffmpeg
+
+    path = folder / "testsrc2.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={size}:rate=24", "-t", str(seconds), "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def clip_frames(path: Path, count: int, size: tuple[int, int] | None = None) -> list:
+    """The first `count` frames of the clip, resized to (H, W) when given."""
+    import cv2
+
+    from ddvideo.media import VideoReader
+
+    frames = []
+    with VideoReader(path) as reader:
+        for frame in reader:
+            frames.append(frame if size is None else cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    tick = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - tick, result
+
+
+def variants(gpu: bool, size_name: str) -> list[tuple[str, str, bool]]:
+    """(label, precision, jit) to time at this size: XLA both ways on a GPU; on CPU, where it is slow, at 256 only."""
+    out = []
+    for precision in ("float32", "bfloat16", "float16"):
+        jits = (True, False) if gpu else ((False, True) if precision == "float32" and size_name == "256x256" else (False,))
+        out += [(f"{precision}{' +XLA' if jit else ''}", precision, jit) for jit in jits]
+    return out
+
+
+# -- 1. iterations per second ----------------------------------------------------------------------
+def bench_speed(loaded, args, gpu: bool) -> list[str]:
+    import numpy as np
+
+    from ddvideo.dream import Dreamer, DreamSettings
+
+    names = ["256x256", "540x360"] if args.quick else ["256x256", "540x360", "1280x720", "1920x1080"]
+    target = 1.0 if args.quick else 3.0  # seconds per timed call
+    reps = 2 if args.quick else 3
+    rows = ["| size | precision | it/s | s/it | vs float32 |", "|---|---|---|---|---|"]
+    for name in names:
+        height, width = SIZES[name]
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        runs = {}
+        for label, precision, jit in variants(gpu, name):
+            dreamer = Dreamer(loaded, DreamSettings(octaves=1, max_loss=None, precision=precision), jit_compile=jit)
+            dreamer.dream(image, iterations=1)  # trace
+            per_it = timed(dreamer.dream, image, iterations=2)[0] / 2
+            runs[label] = (dreamer, max(1, min(100, round(target / per_it))), [])
+        for _ in range(reps):  # interleaved, so a busy moment of the machine hits every variant alike
+            for dreamer, n, times in runs.values():
+                times.append(timed(dreamer.dream, image, iterations=n)[0] / n)
+        base = median(runs["float32"][2])
+        for label, (_, _, times) in runs.items():
+            s = median(times)
+            rows.append(f"| {name} | {label} | {1 / s:.2f} | {s:.3f} | {base / s:.2f}x |")
+        print("\n".join(rows[-len(runs):]), flush=True)
+    return rows
+
+
+# -- 2. against the Keras example ------------------------------------------------------------------
+def bench_reference(loaded, args, clip: Path) -> tuple[list[str], list[float]]:
+    import numpy as np
+
+    from ddvideo.dream import Dreamer, DreamSettings
+    from ddvideo.objective import PRESETS, parse_objective
+    from keras_reference import KerasExampleDream
+
+    iterations = 3 if args.quick else 10
+    count, rounds = (2, 1) if args.quick else (3, 2)
+    weights = {t.layer: t.weight for t in parse_objective(PRESETS["keras"])}
+    rows = ["| size | ddvideo | Keras example s/frame | ddvideo s/frame | speed-up | max \\|diff\\| (grey levels) |",
+            "|---|---|---|---|---|---|"]
+    ratios = []
+    for name in ("256x256", "540x360"):
+        frames = clip_frames(clip, count, SIZES[name])
+        reference = KerasExampleDream(loaded.model, weights, iterations=iterations)
+        ours = {p: Dreamer(loaded, DreamSettings(iterations=iterations, precision=p)) for p in ("float32", "bfloat16")}
+        reference.dream(frames[0])  # trace every octave shape
+        for dreamer in ours.values():
+            dreamer.dream(frames[0])
+        times = {"keras": [], **{p: [] for p in ours}}
+        diff = {p: 0 for p in ours}
+        for _ in range(rounds):
+            for frame in frames:  # interleaved frame by frame
+                seconds, theirs = timed(reference.dream, frame)
+                times["keras"].append(seconds)
+                for p, dreamer in ours.items():
+                    seconds, result = timed(dreamer.dream, frame)
+                    times[p].append(seconds)
+                    diff[p] = max(diff[p], int(np.abs(result.frame.astype(int) - theirs).max()))
+        keras_s = sum(times["keras"]) / len(times["keras"])
+        for p in ours:
+            s = sum(times[p]) / len(times[p])
+            label = p if p == "float32" else f"{p} (not like for like)"
+            rows.append(f"| {name} | {label} | {keras_s:.3f} | {s:.3f} | {keras_s / s:.2f}x | {diff[p]} |")
+            if p == "float32":
+                ratios.append(keras_s / s)
+        print("\n".join(rows[-2:]), flush=True)
+    rows.append(f"\nSettings: keras preset (mixed4..mixed7), 3 octaves x {iterations} iterations, scale 1.4, step 20, "
+                f"max loss 15 (random weights never reach it, so every step runs in both); {count} frames of the test "
+                f"clip x {rounds} rounds, the implementations alternating frame by frame.")
+    return rows, ratios
+
+
+# -- 3. seconds per frame with the video defaults -----------------------------------------------------
+def bench_frame(loaded, args, clip: Path) -> tuple[list[str], object]:
+    import numpy as np
+
+    from ddvideo.dream import Dreamer, DreamSettings
+    from ddvideo.video import VIDEO_ITERATIONS
+
+    frames = clip_frames(clip, 2 if args.quick else 3)
+    rounds = 1 if args.quick else 2
+    dreamers = {p: Dreamer(loaded, DreamSettings(iterations=VIDEO_ITERATIONS, precision=p))
+                for p in ("float32", "bfloat16", "float16")}
+    outputs = {p: d.dream(frames[0]).frame.astype(int) for p, d in dreamers.items()}  # also traces
+    times = {p: [] for p in dreamers}
+    for _ in range(rounds):
+        for frame in frames:
+            for p, dreamer in dreamers.items():
+                times[p].append(timed(dreamer.dream, frame)[0])
+    noisy = np.clip(frames[0] + np.random.default_rng(0).integers(-1, 2, frames[0].shape), 0, 255).astype(np.uint8)
+    control = np.abs(dreamers["float32"].dream(noisy).frame - outputs["float32"]).mean()
+    strength = np.abs(outputs["float32"] - frames[0]).mean()
+    base = median(times["float32"])
+    rows = ["| precision | s/frame | frames/s | vs float32 | mean \\|out - float32 out\\| |", "|---|---|---|---|---|"]
+    for p in dreamers:
+        s = median(times[p])
+        change = "-" if p == "float32" else f"{np.abs(outputs[p] - outputs['float32']).mean():.2f}"
+        rows.append(f"| {p} | {s:.3f} | {1 / s:.2f} | {base / s:.2f}x | {change} |")
+    rows.append(f"\n540x360 frames of the test clip, {VIDEO_ITERATIONS} iterations x 3 octaves (the video defaults), "
+                f"median of {len(times['float32'])} frames. Output change on the 0-255 scale; for scale: the float32 dream "
+                f"changes the frame by {strength:.2f} on average, and +-1 grey level of noise on the input changes the "
+                f"float32 dream by {control:.2f}.")
+    print("\n".join(rows), flush=True)
+    return rows, dreamers["float32"]
+
+
+# -- 4. end-to-end video --------------------------------------------------------------------------------
+def bench_video(dreamer, args, clip: Path, work: Path) -> tuple[list[str], float]:
+    from ddvideo.flow import FlowSettings, blend_init, motion
+    from ddvideo.media import VideoWriter, write_image
+    from ddvideo.render import RunSettings
+    from ddvideo.video import render_video
+
+    count = 4 if args.quick else 12
+    calls = []
+    dream = dreamer.dream  # count the dream calls (the first frame is dreamed more than once to settle)
+
+    def counting(frame, **kwargs):
+        calls.append(frame.shape)
+        return dream(frame, **kwargs)
+
+    dreamer.dream = counting
+    try:
+        summary = render_video(str(clip), str(work / "out.mp4"), dreamer=dreamer, stop=count,
+                               run=RunSettings(work_dir=str(work / "out.ddwork")))
+    finally:
+        del dreamer.dream
+    frames = clip_frames(clip, count)
+    pure = sum(timed(dreamer.dream, frames[i % count], seed=i)[0] for i in range(len(calls)))
+
+    # the work around the dream, each part alone, per frame
+    flow = FlowSettings()
+    decode = timed(clip_frames, clip, count)[0]
+    flow_s = sum(timed(motion, a, b, settings=flow)[0] for a, b in zip(frames, frames[1:]))
+    step = motion(frames[0], frames[1], settings=flow)
+    blend_s = sum(timed(blend_init, f, frames[0], step, settings=flow)[0] for f in frames[1:])
+    png = sum(timed(write_image, str(work / f"{i:06d}.png"), f)[0] for i, f in enumerate(frames))
+    tick = time.perf_counter()
+    with VideoWriter(work / "enc.mp4", fps=24, size=(frames[0].shape[1], frames[0].shape[0])) as writer:
+        for frame in frames:
+            writer.write(frame)
+    encode = time.perf_counter() - tick
+    overhead = summary.seconds / pure - 1
+    rows = ["| frames | dream calls | wall s | dream s (in render) | pure dream s | overhead vs pure dream |"
+            " overhead vs in-render dream |", "|---|---|---|---|---|---|---|",
+            f"| {summary.frames} | {len(calls)} | {summary.seconds:.2f} | {summary.dream_seconds:.2f} | {pure:.2f} | "
+            f"{overhead:+.1%} | {summary.seconds / summary.dream_seconds - 1:+.1%} |",
+            "", "The work around the dream, each part timed alone (ms per frame): "
+            f"decode {1000 * decode / count:.1f}, flow + occlusion {1000 * flow_s / (count - 1):.1f}, "
+            f"blend {1000 * blend_s / (count - 1):.1f}, PNG to the work folder {1000 * png / count:.1f}, "
+            f"H.264 encode (ffmpeg, start to finish) {1000 * encode / count:.1f}. Decode and flow run in a prefetch thread, "
+            "PNG and encode in the writer thread, so they overlap the dream where there are cores to spare.",
+            f"\nClip: ffmpeg testsrc2 540x360 24 fps; video defaults (flow dis + occlusion, "
+            f"{dreamer.settings.iterations} iterations, 3 octaves, float32); the dreamer was traced beforehand. "
+            "Pure dream: the same number of dream calls on the same frames in a bare loop."]
+    print("\n".join(rows), flush=True)
+    return rows, overhead
+
+
+# -- 5. peak memory ----------------------------------------------------------------------------------
+def memory_child(height: int, width: int, tile: int, weights: str) -> None:
+    """Run in a fresh process: build the model, dream one frame with 1 iteration per octave, print JSON."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ddvideo.dream import Dreamer, DreamSettings
+    from ddvideo.models import ModelSettings, load_model
+
+    dreamer = Dreamer(load_model(ModelSettings(weights=weights)), DreamSettings(iterations=1, tile_size=tile))
+    loaded_rss = rss_mb(os.getpid())
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    seconds = timed(dreamer.dream, frame)[0]
+    result = {"seconds": seconds, "loaded_rss_mb": loaded_rss,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if gpu:
+        result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_child(argv: list[str], *, cap_mb: float, timeout: float) -> dict:
+    """Run a memory child, killing it if its resident memory passes `cap_mb` (so it cannot exhaust the machine)."""
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=os.environ.copy())
+    began, seen = time.perf_counter(), 0.0
+    while proc.poll() is None:
+        try:
+            seen = max(seen, rss_mb(proc.pid))
+        except OSError:
+            pass
+        if seen > cap_mb or time.perf_counter() - began > timeout:
+            proc.kill()
+            proc.wait()
+            return {"killed": f"stopped at {seen / 1024:.1f} GB" if seen > cap_mb else f"timed out after {timeout:.0f} s"}
+        time.sleep(0.05)
+    out = proc.stdout.read()
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    return json.loads(line[7:]) if line else {"killed": f"failed (exit {proc.returncode})"}
+
+
+def bench_memory(args, gpu: bool) -> list[str]:
+    cap = args.mem_cap * 1024 if args.mem_cap else 0.8 * memory_gb("MemAvailable") * 1024
+    configs = [("1920x1080", 512)] if args.quick else [("1920x1080", 512), ("1920x1080", 0), ("3840x2160", 512), ("3840x2160", 0)]
+    head = "| frame | tiling | peak RSS GB | RSS after model load GB | GPU peak GB | s (1 it x 3 octaves) |"
+    rows = [head if gpu else head.replace(" GPU peak GB |", ""), "|---|---|---|---|---|---|" if gpu else "|---|---|---|---|---|"]
+    for name, tile in configs:
+        height, width = SIZES[name]
+        r = run_child(["--memory-child", str(height), str(width), str(tile), args.weights], cap_mb=cap, timeout=args.mem_timeout)
+        tiling = f"{tile} px tiles" if tile else "off"
+        if "killed" in r:
+            rows.append(f"| {name} | {tiling} | {r['killed']} | | {'| ' if gpu else ''}|")
+        else:
+            gpu_cell = f" {r['gpu_peak_mb'] / 1024:.2f} |" if gpu else ""
+            rows.append(f"| {name} | {tiling} | {r['peak_rss_mb'] / 1024:.2f} | {r['loaded_rss_mb'] / 1024:.2f} |"
+                        f"{gpu_cell} {r['seconds']:.1f} |")
+        print(rows[-1], flush=True)
+    rows.append(f"\nEach configuration in a fresh process (float32, keras preset, 1 iteration per octave); peak RSS is the "
+                f"process's ru_maxrss. A run is stopped if its RSS passes {cap / 1024:.1f} GB.")
+    return rows
+
+
+# -- report ------------------------------------------------------------------------------------------
+def report(info: dict, args, parts: dict[str, list[str]], verdicts: list[str], seconds: float) -> str:
+    device = ", ".join(info["gpus"]) if info["gpus"] else "none (CPU only)"
+    lines = [f"# ddvideo speed on {machine_name(info)}", "",
+             f"Generated by `benchmarks/bench.py{' --quick' if args.quick else ''}` in {seconds / 60:.1f} min on {info['date']}.",
+             "", f"- CPU: {info['cpu']}, {info['cores']} cores ({', '.join(info['simd'])}), {info['memory_gb']} GB memory",
+             f"- GPU: {device}",
+             f"- TensorFlow {info['tensorflow']}, Keras {info['keras']}, Python {info['python']}",
+             f"- Model: InceptionV3, weights {args.weights}, objective keras preset (mixed4..mixed7) unless said otherwise",
+             f"- Load average (1, 5, 15 min) at start: {parts.pop('load_start')}; at end: {load()} "
+             "(the machine may be shared: figures are medians of interleaved runs)", ""]
+    titles = {"speed": "1. Dream iterations per second (1 octave, tiles of 512 px above that size)",
+              "reference": "2. ddvideo against the Keras example's loop (same weights, settings, frames, run)",
+              "frame": "5. Seconds per 540x360 frame with the video defaults",
+              "video": "3. End-to-end video render", "memory": "4. Peak memory"}
+    for key in SECTIONS:
+        if key in parts:
+            lines += [f"## {titles[key]}", "", *parts[key], ""]
+    if verdicts:
+        lines += ["## Targets", "", *[f"- {v}" for v in verdicts], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (a few minutes)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="cpu hides the GPUs")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--weights", default="none", help="InceptionV3 weights: none (random, default), imagenet, or a file")
+    parser.add_argument("--machine", help="name in results-<machine>.md (default: from the GPU or the CPU cores)")
+    parser.add_argument("--out", help="results file (default benchmarks/results-<machine>.md); - for none")
+    parser.add_argument("--mem-cap", type=float, help="GB of RSS at which a memory run is stopped (default 80%% of free)")
+    parser.add_argument("--mem-timeout", type=float, default=900, help="seconds before a memory run is stopped")
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow starts; children inherit it
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.memory_child:
+        height, width, tile, weights = args.memory_child
+        memory_child(int(height), int(width), int(tile), weights)
+        return 0
+
+    began = time.perf_counter()
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    parts: dict[str, list[str]] = {"load_start": load()}
+    info = machine()
+    gpu = bool(info["gpus"])
+    if args.device == "gpu" and not gpu:
+        parser.error("--device gpu, but TensorFlow sees no GPU")
+    print(json.dumps(info), flush=True)
+
+    from ddvideo.models import ModelSettings, load_model
+
+    loaded = load_model(ModelSettings(weights=args.weights))
+    verdicts = []
+    with tempfile.TemporaryDirectory(prefix="ddbench-") as tmp:
+        clip = make_clip(Path(tmp), seconds=1.0 if args.quick else 2.0)
+        if "speed" in sections:
+            parts["speed"] = bench_speed(loaded, args, gpu)
+        if "reference" in sections:
+            parts["reference"], ratios = bench_reference(loaded, args, clip)
+            verdicts.append(f"ddvideo at least 1.3x the Keras example's loop in float32: "
+                            f"{'met' if min(ratios) >= 1.3 else 'NOT met'} ({', '.join(f'{r:.2f}x' for r in ratios)})")
+        dreamer = None
+        if "frame" in sections:
+            parts["frame"], dreamer = bench_frame(loaded, args, clip)
+        if "video" in sections:
+            if dreamer is None:
+                from ddvideo.dream import Dreamer, DreamSettings
+                from ddvideo.video import VIDEO_ITERATIONS
+
+                dreamer = Dreamer(loaded, DreamSettings(iterations=VIDEO_ITERATIONS))
+                dreamer.dream(clip_frames(clip, 1)[0])
+            work = Path(tmp) / "video"
+            work.mkdir()
+            parts["video"], overhead = bench_video(dreamer, args, clip, work)
+            verdicts.append(f"end-to-end overhead over pure dream time at most 10%: "
+                            f"{'met' if overhead <= 0.10 else 'NOT met'} ({overhead:+.1%})")
+        if "memory" in sections:
+            parts["memory"] = bench_memory(args, gpu)
+    text = report(info, args, parts, verdicts, time.perf_counter() - began)
+    print("\n" + text)
+    if args.out != "-":
+        path = Path(args.out) if args.out else Path(__file__).resolve().parent / f"results-{args.machine or machine_name(info)}.md"
+        notes = ""
+        if path.exists() and NOTES in path.read_text():
+            notes = path.read_text()[path.read_text().index(NOTES):]
+        path.write_text(text + ("\n" + notes if notes else ""))
+        print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
