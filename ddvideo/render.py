@@ -147,9 +147,14 @@ class FrameStore:
         count = self.finished()
         if only_if_empty and count:
             return
-        for index in range(count):
+        frames = os.path.join(self.path, "frames")
+        made_here = [self.frame_path(index) for index in range(count)] + [
+            os.path.join(frames, name) for name in os.listdir(frames)
+            if name.startswith(".") and ".partial-" in name  # a frame being written when the render was killed
+        ]
+        for path in made_here:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(self.frame_path(index))
+                os.remove(path)
         for name in ("settings.json", "settings.json.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.path, name))
