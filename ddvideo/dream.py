@@ -105,6 +105,10 @@ class Dreamer:
         self.trace_count = 0  # incremented only while tracing: a test checks frames don't retrace
         self.jit_compile = default_jit_compile() if jit_compile is None else jit_compile
         self._graph = tf.function(self._dream_graph, jit_compile=self.jit_compile)
+        # The network's forward and backward pass as a function of its own, not inlined into the step loop: in a
+        # loop body TensorFlow's oneDNN rewrite skips MaxPoolGrad or not depending on op names, which made a step
+        # 20 % slower on CPU and its rounding depend on what else the process had built (so resumes differed).
+        self._network_gradients = tf.function(self._piece_gradients, experimental_attributes={"_noinline": True})
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class Dreamer:
         height, width = int(img.shape[0]), int(img.shape[1])
         tile = self.settings.tile_size
         if not tile or (height <= tile and width <= tile):
-            return self._piece_gradients(img, backoff)
+            return self._network_gradients(img, backoff)
         return self._tiled_gradients(img, seed, tile, backoff)
 
     def _piece_gradients(self, img, backoff):
@@ -202,21 +206,29 @@ class Dreamer:
         return loss, grads if scale is None else grads / scale
 
     def _tiled_gradients(self, img, seed, tile, backoff):
-        # Roll by a random offset so tile edges fall somewhere new each step and no seam builds up.
+        """Gradients of equal tiles in a loop: the graph holds one tile's network whatever the frame size (it
+        traces and compiles in seconds at 4K), and peak memory is one tile's activations."""
         height, width = int(img.shape[0]), int(img.shape[1])
+        rows, cols = len(tile_spans(height, tile)), len(tile_spans(width, tile))
+        th, tw = -(-height // rows), -(-width // cols)  # tile size, rounded up: rows * th >= height
+        # Roll by a random offset so tile edges fall somewhere new each step and no seam builds up.
         if self._roll:
             shift = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=tile, dtype=tf.int32)
         else:
             shift = tf.zeros([2], tf.int32)
         rolled = tf.roll(img, shift, axis=[0, 1])
-        grads = tf.zeros_like(img)
-        loss = tf.constant(0.0)
-        for y0, y1 in tile_spans(height, tile):
-            for x0, x1 in tile_spans(width, tile):
-                # depend on the running sum so tiles run one after another: peak memory is one tile's
-                with tf.control_dependencies([grads]):
-                    piece = tf.identity(rolled[y0:y1, x0:x1])
-                piece_loss, g = self._piece_gradients(piece, backoff)
-                grads = grads + tf.pad(g, [[y0, height - y1], [x0, width - x1], [0, 0]])
-                loss += piece_loss * ((y1 - y0) * (x1 - x0) / (height * width))
+        # the rolled frame wraps around, so the few rows and columns the equal tiles overhang are its first ones
+        padded = tf.concat([rolled, rolled[: rows * th - height]], axis=0)
+        padded = tf.concat([padded, padded[:, : cols * tw - width]], axis=1)  # (rows * th, cols * tw, 3)
+
+        def body(k, tiles, loss):
+            piece = tf.slice(padded, tf.stack([k // cols * th, k % cols * tw, 0]), [th, tw, 3])
+            piece_loss, g = self._network_gradients(piece, backoff)
+            return k + 1, tiles.write(k, g), loss + piece_loss / (rows * cols)
+
+        tiles = tf.TensorArray(tf.float32, size=rows * cols, element_shape=[th, tw, 3])
+        _, tiles, loss = tf.while_loop(lambda k, *_: k < rows * cols, body, (tf.constant(0), tiles, tf.constant(0.0)),
+                                       parallel_iterations=1)
+        grads = tf.reshape(tf.transpose(tf.reshape(tiles.stack(), [rows, cols, th, tw, 3]), [0, 2, 1, 3, 4]),
+                           [rows * th, cols * tw, 3])[:height, :width]  # overhang dropped: counted once, at the top
         return loss, tf.roll(grads, -shift, axis=[0, 1])
