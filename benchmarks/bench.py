@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -316,16 +315,19 @@ def memory_child(height: int, width: int, tile: int, weights: str) -> None:
         tf.config.experimental.reset_memory_stats("GPU:0")
     frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     seconds = timed(dreamer.dream, frame)[0]
-    result = {"seconds": seconds, "loaded_rss_mb": loaded_rss,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {"seconds": seconds, "loaded_rss_mb": loaded_rss, "peak_rss_mb": rss_mb(os.getpid(), "VmHWM")}
     if gpu:
         result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process now (VmRSS) or at its peak (VmHWM), in MB.
+
+    Not ru_maxrss: Linux carries it over from the parent through fork and exec, so a child's would be at least
+    the parent's resident memory at the fork."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -367,7 +369,7 @@ def bench_memory(args, gpu: bool) -> list[str]:
                         f"{gpu_cell} {r['seconds']:.1f} |")
         print(rows[-1], flush=True)
     rows.append(f"\nEach configuration in a fresh process (float32, keras preset, 1 iteration per octave); peak RSS is the "
-                f"process's ru_maxrss. A run is stopped if its RSS passes {cap / 1024:.1f} GB.")
+                f"process's high-water mark (VmHWM). A run is stopped if its RSS passes {cap / 1024:.1f} GB.")
     return rows
 
 
