@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,27 +34,15 @@ from ddvideo.models import ModelSettings, load_model  # noqa: E402
 from ddvideo.render import RunSettings  # noqa: E402
 from ddvideo.video import VIDEO_ITERATIONS, VIDEO_STEP, ClipSettings, render_video  # noqa: E402
 
+from bench import cpu_model, gpu_names  # noqa: E402  (benchmarks/ is on the path when run as a script)
+
 
 NOTES = "## Notes"  # everything from this heading on is kept when the table is regenerated
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus)
-    return f"CPU only: {cpu_model()}, {os.cpu_count()} cores"
+    gpus = gpu_names()
+    return ", ".join(gpus) if gpus else f"CPU only: {cpu_model()}, {os.cpu_count()} cores"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
