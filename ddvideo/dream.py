@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import SettingsError
-from .models import PRECISIONS, LoadedModel, with_precision
+from .models import PRECISIONS, LoadedModel, dreaming_copy
 from .objective import Term, build_extractor, min_input_side, parse_objective
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
@@ -95,7 +95,8 @@ class Dreamer:
         self.loaded = loaded
         self.settings = settings
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
-        self.extractor = build_extractor(with_precision(loaded, settings.precision), self.terms)
+        network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
+        self.extractor = build_extractor(network, self.terms)
         self.min_side = min_input_side(self.extractor, border=BORDER)
         if settings.tile_size and settings.tile_size < 2 * self.min_side:
             # a frame just over one tile splits into two half tiles, each of which must still fit the model

@@ -151,31 +151,87 @@ def _load_custom(settings: ModelSettings) -> LoadedModel:
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 
-# original model -> {dtype: its copy}; weak, so dropping a model frees its copies
-_CASTS: "weakref.WeakKeyDictionary[keras.Model, dict[str, keras.Model]]" = weakref.WeakKeyDictionary()
+# original model -> {(dtype, kept layers): its dreaming copy}; weak, so dropping a model frees its copies
+_COPIES: "weakref.WeakKeyDictionary[keras.Model, dict[tuple, keras.Model]]" = weakref.WeakKeyDictionary()
 
 
-def with_precision(loaded: LoadedModel, dtype: str) -> LoadedModel:
-    """`loaded` with every layer computing and storing its weights in `dtype` (inference only; built once per dtype).
+class _Folded(keras.layers.Layer):
+    """Stands in for a batch normalisation whose scale and shift now live in the convolution before it."""
 
-    float32 returns `loaded` itself. Layer names are kept, so objectives still apply; inputs stay float32 and
-    the first layer casts them, so gradients flow back to a float32 image.
+    def call(self, x, training=None, mask=None):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def dreaming_copy(loaded: LoadedModel, dtype: str = "float32", *, keep: frozenset[str] = frozenset()) -> LoadedModel:
+    """`loaded` as the dream runs it: each inference batch norm folded into the convolution that feeds it, and
+    every layer computing in `dtype` (built once per dtype and `keep`).
+
+    Folding computes the same function with two fewer elementwise passes per convolution, forward and backward.
+    A convolution named in `keep` is left unfolded, so an objective on it still sees its own output. Layer names
+    are kept, so objectives apply; inputs stay float32 and the first layer casts them, so gradients flow back to
+    a float32 image. A model that Keras cannot rebuild layer by layer is used as it is in float32.
     """
     if dtype not in PRECISIONS:
         raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {dtype!r}")
-    if dtype == "float32":
-        return loaded
-    copies = _CASTS.setdefault(loaded.model, {})
-    if dtype not in copies:
+    copies = _COPIES.setdefault(loaded.model, {})
+    key = (dtype, keep)
+    if key not in copies:
         try:
-            copy = keras.models.clone_model(
-                loaded.model, clone_function=lambda layer: type(layer).from_config({**layer.get_config(), "dtype": dtype}))
+            copies[key] = _rebuild(loaded.model, dtype, keep)
         except Exception as exc:  # subclassed models and custom layers keras cannot rebuild from their config
-            raise ModelError(f"cannot run {loaded.name} in {dtype} ({_first_line(exc)}); use --precision float32") from None
-        copy.set_weights(loaded.model.get_weights())  # cast on assignment
-        copy.trainable = False
-        copies[dtype] = copy
-    return replace(loaded, model=copies[dtype])
+            if dtype != "float32":
+                raise ModelError(f"cannot run {loaded.name} in {dtype} ({_first_line(exc)}); use --precision float32") from None
+            copies[key] = loaded.model
+    return replace(loaded, model=copies[key])
+
+
+def _foldable(model: keras.Model, keep: frozenset[str]) -> dict[str, keras.layers.BatchNormalization]:
+    """Convolution name -> the inference batch norm that alone reads its output."""
+    pairs = {}
+    for layer in model.layers:
+        if type(layer) is not keras.layers.BatchNormalization or layer.axis not in (-1, 3) or layer.name in keep:
+            continue
+        conv = layer.input._keras_history.operation
+        if type(conv) is keras.layers.Conv2D and conv.name not in keep and len(conv._outbound_nodes) == 1:
+            pairs[conv.name] = layer
+    return pairs
+
+
+def _rebuild(model: keras.Model, dtype: str, keep: frozenset[str]) -> keras.Model:
+    folds = _foldable(model, keep)
+    folded_norms = {norm.name for norm in folds.values()}
+
+    def clone(layer):
+        if layer.name in folded_norms:
+            return _Folded(name=layer.name, dtype=dtype)
+        extra = {"use_bias": True} if layer.name in folds else {}
+        return type(layer).from_config({**layer.get_config(), "dtype": dtype, **extra})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if not layer.weights or layer.name in folded_norms:
+            continue
+        weights = layer.get_weights()
+        if layer.name in folds:
+            weights = _fold(weights, folds[layer.name])
+        copy.get_layer(layer.name).set_weights(weights)  # cast to dtype on assignment
+    copy.trainable = False
+    return copy
+
+
+def _fold(conv_weights: list, norm: keras.layers.BatchNormalization) -> list:
+    """Kernel and bias of conv -> norm as one convolution: w * s and (b - mean) * s + beta, s = gamma / sqrt(var + eps)."""
+    kernel = conv_weights[0].astype("float64")
+    bias = conv_weights[1].astype("float64") if len(conv_weights) > 1 else 0.0
+    scale = 1.0 / (norm.moving_variance.numpy().astype("float64") + norm.epsilon) ** 0.5
+    if norm.scale:
+        scale = scale * norm.gamma.numpy()
+    shift = norm.beta.numpy() if norm.center else 0.0
+    mean = norm.moving_mean.numpy().astype("float64")
+    return [(kernel * scale).astype("float32"), ((bias - mean) * scale + shift).astype("float32")]
 
 
 def _first_line(exc: BaseException) -> str:

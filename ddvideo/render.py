@@ -137,7 +137,7 @@ class FrameStore:
         return count
 
     def save(self, index: int, frame: np.ndarray) -> None:
-        write_image(self.frame_path(index), frame)  # atomic: a frame file is complete or absent
+        write_image(self.frame_path(index), frame, fast=True)  # atomic: a frame file is complete or absent
 
     def load(self, index: int) -> np.ndarray:
         return read_image(self.frame_path(index))

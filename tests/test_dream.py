@@ -8,6 +8,7 @@ import keras
 from conftest import SMALL_LAYERS, textured_image
 from ddvideo.dream import Dreamer, DreamSettings, octave_shapes, tile_spans, to_uint8, to_unit
 from ddvideo.errors import SettingsError
+from ddvideo.models import dreaming_copy
 
 
 def keras_example_dream(model, layer_weights, image, *, octaves, scale, iterations, step, max_loss):
@@ -54,22 +55,56 @@ def keras_example_dream(model, layer_weights, image, *, octaves, scale, iteratio
 
 
 def test_parity_with_keras_example(inception):
+    # the example's loop run on the network ddvideo dreams with (batch norms folded: see the next test)
     image = textured_image(170, 210, seed=1)
     weights = {"mixed2": 0.5, "mixed3": 1.5}
     settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", octaves=2, octave_scale=1.4, iterations=4, step=20.0, max_loss=15.0)
     ours = Dreamer(inception, settings).dream(image).frame
-    reference = keras_example_dream(inception.model, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
+    network = dreaming_copy(inception, keep=frozenset(weights)).model
+    reference = keras_example_dream(network, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
     diff = np.abs(ours.astype(int) - reference.astype(int))
     assert diff.max() <= 1, f"max abs difference {diff.max()} grey levels"
     # and the dream really changed the picture, so the comparison means something
     assert np.abs(ours.astype(int) - image.astype(int)).mean() > 2
+    # against the example on the unfolded network only rounding differs: a few pixels by a grey level or two
+    unfolded = keras_example_dream(inception.model, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
+    diff = np.abs(ours.astype(int) - unfolded.astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.05, (diff.max(), diff.mean())
+
+
+def test_folded_network_computes_the_same_features_and_gradients(inception):
+    kept, folded_conv = [layer.name for layer in inception.model.layers if type(layer) is keras.layers.Conv2D][5:7]
+    keep = frozenset({"mixed3", kept})
+    folded = dreaming_copy(inception, keep=keep).model
+    assert dreaming_copy(inception, keep=keep).model is folded  # built once
+    names = ["mixed3", kept, folded_conv]
+    kinds = {type(layer).__name__ for layer in folded.layers}
+    assert "BatchNormalization" in kinds and "_Folded" in kinds  # the kept conv's norm stays, the others fold
+    assert sum(type(layer).__name__ == "BatchNormalization" for layer in folded.layers) == 1
+    x = tf.constant(textured_image(120, 150, seed=4)[None], tf.float32) / 127.5 - 1.0
+
+    def run(model):
+        extractor = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = extractor(x, training=False)
+            loss = tf.add_n([tf.reduce_mean(tf.square(o)) for o in outputs])
+        return [o.numpy() for o in outputs], tape.gradient(loss, x).numpy()
+
+    (features, grads), (expected, expected_grads) = run(folded), run(inception.model)
+    for name, got, want in zip(names[:2], features, expected):
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max() + 1e-6, name
+    assert np.abs(grads - expected_grads).max() <= 1e-3 * np.abs(expected_grads).max()
+    # the other conv is folded, so its output now carries its norm (with random weights a 1 / sqrt(1 + 0.001) scale)
+    assert np.abs(features[2] - expected[2]).max() > 3e-4 * np.abs(expected[2]).max()
 
 
 def test_parity_holds_with_early_stop(inception):
     image = textured_image(120, 130, seed=2)
     settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4)
     ours = Dreamer(inception, settings).dream(image).frame
-    reference = keras_example_dream(inception.model, {"mixed2": 1.0}, image, octaves=1, scale=1.4, iterations=6, step=20.0, max_loss=1e-4)
+    network = dreaming_copy(inception, keep=frozenset({"mixed2"})).model
+    reference = keras_example_dream(network, {"mixed2": 1.0}, image, octaves=1, scale=1.4, iterations=6, step=20.0, max_loss=1e-4)
     assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
 
 

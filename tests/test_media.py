@@ -107,6 +107,15 @@ def test_write_image_is_atomic(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
+def test_fast_png_is_lossless_and_trades_size_for_speed(tmp_path: Path) -> None:
+    frame = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    frame[:, :40] = 128  # half flat, half noise: something for the compressor to do
+    write_image(tmp_path / "small.png", frame)
+    write_image(tmp_path / "fast.png", frame, fast=True)
+    assert np.array_equal(read_image(tmp_path / "fast.png"), frame)
+    assert (tmp_path / "fast.png").stat().st_size > (tmp_path / "small.png").stat().st_size
+
+
 def test_write_image_errors(tmp_path: Path) -> None:
     frame = np.zeros((4, 6, 3), np.uint8)
     with pytest.raises(OutputError, match="does not exist"):
