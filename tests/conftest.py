@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import re
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,16 @@ def textured_image(height: int, width: int, *, seed: int = 0) -> np.ndarray:
 
     noise = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
     return np.clip(cv2.GaussianBlur(noise, (0, 0), 3) * 3 - 255, 0, 255).astype(np.uint8)
+
+
+def one_error_line(stderr: str | list[str], pattern: str = "") -> str:
+    """Assert the command printed exactly one `ddvideo: error: ...` line (`ddvideo CMD: error: ...` for a malformed
+    option), no traceback, matching `pattern`; return it."""
+    lines = stderr.strip().splitlines() if isinstance(stderr, str) else stderr
+    assert len(lines) == 1, lines
+    assert re.match(r"ddvideo( \w+)?: error: ", lines[0]) and "Traceback" not in lines[0], lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
 
 
 @pytest.fixture

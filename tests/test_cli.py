@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, textured_image
+from conftest import SMALL_LAYERS, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.media import read_image, write_image
 
@@ -17,16 +17,6 @@ def photo(tmp_path):
     path = str(tmp_path / "in.png")
     write_image(path, textured_image(120, 140, seed=3))
     return path
-
-
-def one_error_line(capsys, pattern):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("ddvideo") and "error:" in err[0]
-    assert "Traceback" not in err[0]
-    import re
-
-    assert re.search(pattern, err[0]), err[0]
 
 
 def test_image_command_dreams(tmp_path, photo):
@@ -66,33 +56,33 @@ def test_bad_options(tmp_path, photo, capsys, args, pattern):
     out = tmp_path / "out.png"
     argv = ["image", photo, str(out), "--weights", "none", "-q", *args]
     assert main(argv) == (2 if "abc" in args else 1)
-    one_error_line(capsys, pattern)
+    one_error_line(capsys.readouterr().err, pattern)
     assert not out.exists()
 
 
 def test_missing_input(tmp_path, capsys):
     assert main(["image", str(tmp_path / "nope.png"), str(tmp_path / "o.png"), *FAST]) == 1
-    one_error_line(capsys, r"not found.*nope\.png")
+    one_error_line(capsys.readouterr().err, r"not found.*nope\.png")
 
 
 def test_not_an_image(tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("hello")
     assert main(["image", str(bad), str(tmp_path / "o.png"), *FAST]) == 1
-    one_error_line(capsys, r"notes\.png")
+    one_error_line(capsys.readouterr().err, r"notes\.png")
     assert not (tmp_path / "o.png").exists()
 
 
 def test_unwritable_output(tmp_path, photo, capsys):
     assert main(["image", photo, str(tmp_path / "no" / "such" / "o.png"), *FAST]) == 1
-    one_error_line(capsys, r"no/such")
+    one_error_line(capsys.readouterr().err, r"no/such")
 
 
 def test_image_too_small_says_how_to_fix(tmp_path, capsys):
     small = str(tmp_path / "small.png")
     write_image(small, textured_image(50, 60))
     assert main(["image", small, str(tmp_path / "o.png"), *FAST]) == 1
-    one_error_line(capsys, r"too small.*at least \d+ px")
+    one_error_line(capsys.readouterr().err, r"too small.*at least \d+ px")
     assert not (tmp_path / "o.png").exists()
 
 

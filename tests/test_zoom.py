@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, textured_image
+from conftest import SMALL_LAYERS, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import SettingsError
@@ -192,7 +191,5 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, args, message):
     extra = [a for a in args if a not in ("MISSING", "NOSOURCE")]
     length = [] if {"--frames", "--seconds"} & set(extra) else ["--frames", "3"]
     assert main(["zoom", *source, str(out), *FAST, *length, *extra]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("ddvideo: error: "), err
-    assert re.search(message, err[0]), err[0]
+    one_error_line(capsys.readouterr().err, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # nothing partial, no work folder
