@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_metrics)
 
     p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
-                            description="Run every [[job]] of a TOML manifest (see docs/batch.md); rerun it to resume. "
+                            description="Run every [[job]] of a TOML manifest (format: the README's Batch section); rerun it to resume. "
                                         "The results go to MANIFEST.summary.json.")
     p.add_argument("manifest", help="TOML file: a [defaults] table and one [[job]] table per render")
     p.add_argument("--gpus", metavar="IDS", help="GPUs to use, e.g. 0,1 (default: every visible GPU; none = one CPU worker)")

@@ -1,4 +1,4 @@
-"""All file and ffmpeg I/O of ddvideo: still images, video probing, and streaming video readers and writers."""
+"""All file and ffmpeg I/O of ddvideo: still images, video probing, streaming readers and writers, segment joins."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +31,7 @@ FRAME_NAME = "{:06d}.png"  # frame folders: 000000.png, 000001.png, ... (sorted 
 
 PROBE_TIMEOUT_S = 120.0  # ffmpeg -i and the packet count; both only demux
 READ_TIMEOUT_S = 60.0  # no new frame from ffmpeg for this long means it is stuck
-FINISH_TIMEOUT_S = 600.0  # flushing the encoder and muxing audio
+FINISH_TIMEOUT_S = 600.0  # flushing the encoder, muxing audio, joining segments
 
 _FRAME_FILE = re.compile(r"^\d{6}\.png$")
 _YUV420_KINDS = ("mp4", "mov", "mkv", "webm")  # yuv420p needs even sizes
@@ -813,3 +813,49 @@ class VideoWriter:
         except subprocess.TimeoutExpired as err:
             msg = f"ffmpeg did not finish adding audio to {self.path} within {FINISH_TIMEOUT_S:.0f} s"
             raise OutputError(msg) from err
+
+
+# ---------------------------------------------------------------- joining
+
+
+def join_segments(
+    segments: Sequence[PathLike],
+    output: PathLike,
+    *,
+    audio_from: PathLike | None = None,
+    audio_start: float = 0.0,
+    duration: float | None = None,
+) -> None:
+    """Concatenate encoded segments into `output` without re-encoding (ffmpeg's concat demuxer), atomically.
+
+    The segments must share codec settings and each start with a keyframe (separate encodes of one writer
+    do). The audio of `audio_from` from `audio_start` for `duration` seconds is muxed in, copied when the
+    container takes it, else re-encoded.
+    """
+    kind = os.path.splitext(os.fspath(output))[1].lower()[1:]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as listing:
+        for path in segments:
+            escaped = os.path.abspath(path).replace("'", "'\\''")
+            listing.write(f"file '{escaped}'\n")
+    try:
+        inputs = ["-f", "concat", "-safe", "0", "-i", listing.name]
+        maps = ["-map", "0:v:0"]
+        if audio_from is not None:
+            length = ["-t", f"{duration:.6f}"] if duration else []
+            inputs += ["-ss", f"{audio_start:.6f}", *length, "-i", os.fspath(audio_from)]
+            maps += ["-map", "1:a:0?"]  # `?`: a source without audio gives a file without audio
+        encode = _AUDIO_ENCODE.get(kind, _AUDIO_ENCODE["mp4"])  # AAC, or Opus for WebM
+        with atomic_path(output) as tmp:
+            for audio_args in (["-c:a", "copy"], encode):
+                args = ["-v", "error", "-y", *inputs, *maps, "-c:v", "copy", *audio_args, *_faststart(kind), str(tmp)]
+                try:
+                    result = _run_ffmpeg(args, timeout=FINISH_TIMEOUT_S)
+                except subprocess.TimeoutExpired as err:
+                    msg = f"ffmpeg did not join the segments of {output} within {FINISH_TIMEOUT_S:.0f} s"
+                    raise OutputError(msg) from err
+                if result.returncode == 0:
+                    break
+            else:
+                raise OutputError(f"cannot join the segments of {output} (ffmpeg: {_ffmpeg_reason(result.stderr)})")
+    finally:
+        os.unlink(listing.name)

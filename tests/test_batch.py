@@ -20,7 +20,6 @@ from ddvideo.batch import (
     Job,
     ManifestError,
     dissolve,
-    join_segments,
     load_manifest,
     parse_gpus,
     plan_segments,
@@ -32,7 +31,7 @@ from ddvideo.batch import (
 from ddvideo.cli import main
 from ddvideo.errors import SettingsError
 from ddvideo.flow import FlowSettings
-from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video
+from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, join_segments, probe_video
 from ddvideo.metrics import warping_error
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,228 @@
+"""Where units run: one worker process per local GPU, or Ray tasks of one GPU each on a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+from collections import Counter, deque
+from typing import Callable
+
+from ..errors import DDVideoError, SettingsError
+from .units import EVENT_EVERY_S, Unit, UnitResult, run_unit
+
+MAX_RETRIES = 3  # a unit whose worker process dies is run again this many times (it resumes from its frames)
+
+
+def parse_gpus(text: str | None) -> list[str] | None:
+    """--gpus: None = every visible GPU, "none" = one CPU worker, "0,2" = those devices."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "cpu"):
+        return []
+    ids = [g.strip() for g in text.split(",")]
+    if not all(ids):
+        raise SettingsError(f"--gpus {text!r} has an empty entry: give ids as nvidia-smi numbers them (0,1) or none")
+    return ids
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids of this machine: CUDA_VISIBLE_DEVICES when set, else nvidia-smi's list; [] when neither has any."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        ids = []
+        for gpu in (g.strip() for g in env.split(",")):
+            if not gpu or gpu.startswith("-"):  # CUDA stops at the first invalid id
+                break
+            ids.append(gpu)
+        return ids
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        listing = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return re.findall(r"^GPU (\d+):", listing, re.M)
+
+
+# -- local workers: one process per GPU ----------------------------------------------------------------
+def _interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second signal must not cut the clean-up short
+    raise KeyboardInterrupt  # the render unwinds as on Ctrl-C: finished frames kept, temporaries removed
+
+
+def _worker_main(slot: int, device: str | None, inbox, outbox) -> None:
+    """A worker process: pinned to `device` before TensorFlow loads, it renders the units it is handed."""
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device  # "" = no GPU
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the batch, which stops its workers with SIGTERM
+    from ..cli import _import_tensorflow_quietly
+
+    _import_tensorflow_quietly()
+    parent = os.getppid()
+
+    def alive() -> bool:
+        return os.getppid() == parent
+
+    where = f"GPU {device}" if device else "CPU"
+    with contextlib.suppress(KeyboardInterrupt):
+        while alive():
+            try:
+                unit = inbox.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if unit is None:
+                return
+            outbox.put(("start", slot, unit.key, where))
+            outbox.put(("result", slot, run_unit(unit, emit=outbox.put, alive=alive, where=where)))
+
+
+class _Worker:
+    def __init__(self, ctx, slot: int, device: str | None, outbox):
+        self.ctx, self.slot, self.device, self.outbox = ctx, slot, device, outbox
+        self.unit: Unit | None = None
+        self.process = None
+
+    def give(self, unit: Unit) -> None:
+        if self.process is None or not self.process.is_alive():
+            self.inbox = self.ctx.Queue()
+            self.process = self.ctx.Process(target=_worker_main, name=f"ddvideo-batch-{self.slot}", daemon=True,
+                                            args=(self.slot, self.device, self.inbox, self.outbox))
+            self.process.start()
+        self.unit = unit
+        self.inbox.put(unit)
+
+    def stop(self, *, interrupt: bool) -> None:
+        if self.process is None:
+            return
+        if interrupt:
+            self.process.terminate()  # SIGTERM: the render unwinds and keeps its frames
+        else:
+            self.inbox.put(None)
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def run_local(units: list[Unit], devices: list[str | None], on_message: Callable[[tuple], None]) -> None:
+    """Hand units to one worker process per device as they free up; a unit whose worker dies runs again."""
+    if not units:
+        return
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: CUDA_VISIBLE_DEVICES is set before TF loads
+    outbox = ctx.Queue()
+    workers = [_Worker(ctx, slot, device, outbox) for slot, device in enumerate(devices[:len(units)])]
+    ready = deque(units)
+    deaths: Counter = Counter()
+    interrupted = True
+    try:
+        while ready or any(w.unit for w in workers):
+            for worker in workers:
+                if worker.unit is None and ready:
+                    worker.give(ready.popleft())
+            try:
+                message = outbox.get(timeout=0.5)
+            except queue.Empty:
+                for worker in workers:
+                    if worker.unit is not None and not worker.process.is_alive():
+                        unit, worker.unit = worker.unit, None
+                        deaths[unit.key] += 1
+                        if deaths[unit.key] <= MAX_RETRIES:
+                            ready.appendleft(unit)  # it resumes from its work folder
+                        else:
+                            code = worker.process.exitcode
+                            on_message(("result", worker.slot, UnitResult(
+                                unit.key, False, error=f"the worker process died {deaths[unit.key]} times "
+                                                       f"(last exit code {code}); out of memory?")))
+                continue
+            if message[0] == "result":
+                workers[message[1]].unit = None
+            on_message(message)
+        interrupted = False
+    finally:
+        for worker in workers:
+            worker.stop(interrupt=interrupted)
+
+
+# -- Ray: tasks of one GPU each on a cluster ----------------------------------------------------------
+def connect_ray(address: str):
+    """(ray, task slots, whether tasks take a GPU, whether we started the connection)."""
+    try:
+        import ray
+    except ImportError:
+        raise SettingsError("--ray needs Ray: pip install 'ddvideo[ray]'") from None
+    owned = not ray.is_initialized()
+    if owned:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise DDVideoError(f"cannot connect to the Ray cluster at {address} ({exc}); "
+                               "start it with `ray start --head`, or give its address") from None
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    return ray, gpus or max(1, int(resources.get("CPU", 1))), gpus > 0, owned
+
+
+class _QueueEmit:
+    """Worker reports through a Ray queue; a lost report never stops a render."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def __call__(self, message: tuple) -> None:
+        with contextlib.suppress(Exception):
+            self.events.put(message, block=False)
+
+
+def _ray_unit(unit: Unit, events) -> UnitResult:
+    import ray
+
+    gpu_ids = ray.get_gpu_ids()
+    where = ray.util.get_node_ip_address() + (f" GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "")
+    emit = _QueueEmit(events)
+    emit(("start", None, unit.key, where))
+    return run_unit(unit, emit=emit, where=where)
+
+
+def run_ray(ray, units: list[Unit], use_gpus: bool, on_message: Callable[[tuple], None]) -> None:
+    """Submit every unit as a task; Ray runs them as GPUs free up and retries those whose worker dies."""
+    if not units:
+        return
+    from ray.util.queue import Queue
+
+    events = Queue()
+    # max_calls=1: a fresh process per GPU task, so TensorFlow's memory goes back and the next task can pin anew
+    options = {"num_gpus": 1, "max_calls": 1} if use_gpus else {"num_gpus": 0}
+    task = ray.remote(max_retries=MAX_RETRIES, **options)(_ray_unit)
+    pending = {task.remote(unit, events): unit for unit in units}
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):
+            for message in events.get_nowait_batch(events.qsize()):
+                on_message(message)
+
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=EVENT_EVERY_S)
+            drain()
+            for ref in done:
+                unit = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    result = UnitResult(unit.key, False, error=f"the Ray task failed ({first[:200]})")
+                on_message(("result", None, result))
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        with contextlib.suppress(Exception):
+            events.shutdown()
