@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optical flow that carries the previous dream (default dis; none = plain blend)")
     g.add_argument("--blend", type=float, help=f"weight of the new source frame in each init, 0..1 (default {FlowSettings.blend:g})")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
+    g.add_argument("--no-align", action="store_true",
+                   help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
     _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS, step=VIDEO_STEP), _output_options(p), _quiet(p)
     p.set_defaults(run=cmd_video)
@@ -190,7 +192,7 @@ def video_settings(opts: dict[str, Any]):
     from .flow import FlowSettings
     from .video import ClipSettings
 
-    flow = FlowSettings(method=opts["flow"], occlusion=not opts["no_occlusion"],
+    flow = FlowSettings(method=opts["flow"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
                         **({} if opts["blend"] is None else {"blend": opts["blend"]}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
     return flow, clip

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from .errors import SettingsError
 from .models import PRECISIONS, LoadedModel, dreaming_copy
-from .objective import Term, build_extractor, min_input_side, parse_objective
+from .objective import Term, build_extractor, feature_stride, min_input_side, parse_objective
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
 
@@ -98,6 +98,7 @@ class Dreamer:
         network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
         self.extractor = build_extractor(network, self.terms)
         self.min_side = min_input_side(self.extractor, border=BORDER)
+        self.grid = feature_stride(self.extractor)  # input pixels per activation pixel of the coarsest objective layer
         if settings.tile_size and settings.tile_size < 2 * self.min_side:
             # a frame just over one tile splits into two half tiles, each of which must still fit the model
             raise SettingsError(

@@ -40,6 +40,10 @@ class FlowSettings:
     # Details in benchmarks/flicker-results.md.
     blend: float = 0.3
     occlusion: bool = True  # take the source frame where the flow is unreliable
+    # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
+    # grid: the gradient depends on where content sits on that grid, so without it every frame adds new pattern.
+    # samples/coffee_pan.mp4, sample model, tutorial objective, video defaults: E_warp 0.00165 -> 0.00130.
+    align: bool = True
 
     def __post_init__(self) -> None:
         _check_method(self.method)
@@ -165,6 +169,13 @@ def motion(prev_source: np.ndarray, source: np.ndarray, *, settings: FlowSetting
     if settings.occlusion:
         return flow_pair(prev_source, source, method=settings.method)
     return compute_flow(prev_source, source, method=settings.method), None
+
+
+def global_shift(flow: np.ndarray | None) -> np.ndarray:
+    """(2,) float (dx, dy): how far the picture moved since the previous frame (the median of -flow); 0 without flow."""
+    if flow is None:
+        return np.zeros(2)
+    return -np.median(np.asarray(flow, np.float32).reshape(-1, 2), axis=0).astype(np.float64)
 
 
 def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import keras
@@ -92,3 +93,10 @@ def min_input_side(extractor: keras.Model, *, border: int = 2, limit: int = 2048
         else:
             low = mid + 1
     return low
+
+
+def feature_stride(extractor: keras.Model, *, side: int = 1024) -> int:
+    """Pixels of input per activation pixel at the objective's coarsest layer, as a power of two (16 at mixed3..7)."""
+    shapes = extractor.compute_output_shape((1, side, side, 3))
+    smallest = min(s[1] for s in shapes.values())
+    return 2 ** max(0, round(math.log2(side / smallest)))

@@ -56,3 +56,15 @@ def zoom_frame(frame: np.ndarray, *, zoom: float, rotate: float = 0.0, pan: tupl
     height, width = frame.shape[:2]
     matrix = zoom_matrix(width, height, zoom=zoom, rotate=rotate, pan=pan, steps=steps)
     return cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=border)
+
+
+def grid_canvas(frame: np.ndarray, *, offset: np.ndarray, grid: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H + grid, W + grid, C) reflect-padded canvas with frame pixel p at p + s, and s = (sy, sx).
+
+    s = -round(offset) mod grid for the picture's accumulated motion `offset` (dx, dy): content that has moved
+    by `offset` lands on the same phase of a `grid`-pixel lattice as it had before it moved. Crop the result
+    back with canvas[sy:sy + H, sx:sx + W].
+    """
+    sx, sy = (int(v) for v in np.mod(-np.rint(np.asarray(offset, np.float64)), grid))
+    canvas = cv2.copyMakeBorder(frame, sy, grid - sy, sx, grid - sx, cv2.BORDER_REFLECT_101)
+    return canvas.reshape(frame.shape[0] + grid, frame.shape[1] + grid, *frame.shape[2:]), (sy, sx)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .dream import Dreamer, DreamResult
 from .errors import SettingsError
-from .flow import FlowSettings, Motion, blend_init, motion
+from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
 from .media import VideoReader
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
+from .transforms import grid_canvas
 
 # Gradient steps per octave per frame: the init already carries the previous dream, so few suffice. Measured on
 # samples/coffee_pan.mp4 (first 36 frames, tutorial objective, blend 0.3): 2 steps give E_warp 0.0034 at a dream
@@ -49,21 +50,50 @@ class ClipSettings:
             raise SettingsError(f"--max-size must be at least 16 pixels, got {self.max_size}")
 
 
-def _source_steps(reader: VideoReader, flow: FlowSettings, *, needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, Motion]]:
-    """(t, source frame, motion from t-1 to t); motion only where a dream will use it."""
-    previous = None
+def _source_steps(reader: VideoReader, flow: FlowSettings, *,
+                  needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, Motion, np.ndarray]]:
+    """(t, source frame, motion from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
+
+    Motion only where a dream will use it; with alignment on, the frames before that still get their flow, so a
+    resumed render places its frames on the same grid phase as an uninterrupted one.
+    """
+    previous, offset = None, np.zeros(2)
+    track = flow.align and flow.method != "none"
     for t, source in enumerate(reader):
-        wanted = previous is not None and t >= needs_motion_from
-        yield t, source, motion(previous, source, settings=flow) if wanted else (None, None)
+        step: Motion = (None, None)
+        if previous is not None and t >= needs_motion_from:
+            step = motion(previous, source, settings=flow)
+            if track:
+                offset = offset + global_shift(step[0])
+        elif previous is not None and track:
+            offset = offset + global_shift(compute_flow(previous, source, method=flow.method))
+        yield t, source, step, offset
         previous = source
 
 
-def _settled_dream(frame: np.ndarray, *, dreamer: Dreamer, flow: FlowSettings, seed: int) -> DreamResult:
+Dream = Callable[[np.ndarray], DreamResult]
+
+
+def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dream:
+    """Dream a frame whose picture has moved by `offset` since frame 0 on a canvas that undoes that motion modulo
+    the network's stride (None: dream it as it is)."""
+
+    def dream(frame: np.ndarray) -> DreamResult:
+        if offset is None:
+            return dreamer.dream(frame, seed=seed)
+        canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
+        result = dreamer.dream(canvas, seed=seed)
+        return DreamResult(result.frame[sy : sy + frame.shape[0], sx : sx + frame.shape[1]], result.loss)
+
+    return dream
+
+
+def _settled_dream(frame: np.ndarray, *, dream: Dream, flow: FlowSettings) -> DreamResult:
     """Dream the first frame of a blend chain, then dream it again from its own blend SETTLE_PASSES times."""
-    result = dreamer.dream(frame, seed=seed)
+    result = dream(frame)
     if flow.blend < 1:  # at blend 1 every init is the bare source: nothing to settle
         for _ in range(SETTLE_PASSES):
-            result = dreamer.dream(blend_init(frame, result.frame, (None, None), settings=flow), seed=seed)
+            result = dream(blend_init(frame, result.frame, (None, None), settings=flow))
     return result
 
 
@@ -92,16 +122,18 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
-            for t, frame, step in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
+            aligned = flow.align and flow.method != "none"
+            for t, frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
                 if stop is not None and t >= stop:
                     break
                 if t < begin:
                     continue
                 tick = time.perf_counter()
+                dream = _grid_dream(dreamer, offset=offset if aligned else None, seed=run.seed + t)
                 if prev_dream is None:
-                    result = _settled_dream(frame, dreamer=dreamer, flow=flow, seed=run.seed + t)
+                    result = _settled_dream(frame, dream=dream, flow=flow)
                 else:
-                    result = dreamer.dream(blend_init(frame, prev_dream, step, settings=flow), seed=run.seed + t)
+                    result = dream(blend_init(frame, prev_dream, step, settings=flow))
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

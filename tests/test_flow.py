@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ddvideo.errors import InputError, SettingsError
-from ddvideo.flow import FlowSettings, coherent_init, compute_flow, flow_pair, occlusion_mask, warp
+from ddvideo.flow import FlowSettings, coherent_init, compute_flow, flow_pair, global_shift, occlusion_mask, warp
 
 H, W = 96, 128
 DX, DY = 3, -2  # content offset of frame b's window relative to frame a's
@@ -43,6 +43,12 @@ def test_compute_flow_recovers_pan(panned, method):
     assert flow.shape == (H, W, 2) and flow.dtype == np.float32
     assert abs(np.median(interior(flow[..., 0])) - DX) < 0.3
     assert abs(np.median(interior(flow[..., 1])) - DY) < 0.3
+
+
+def test_global_shift_is_how_far_the_picture_moved(panned):
+    a, b, _ = panned  # b's window is (DX, DY) further along the texture, so the picture moved by (-DX, -DY)
+    assert global_shift(compute_flow(a, b)) == pytest.approx([-DX, -DY], abs=0.3)
+    assert list(global_shift(None)) == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])

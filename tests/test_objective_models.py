@@ -8,7 +8,7 @@ from conftest import textured_image
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import ModelError, SettingsError
 from ddvideo.models import BACKBONES, ModelSettings, load_model
-from ddvideo.objective import PRESETS, Term, build_extractor, parse_objective
+from ddvideo.objective import PRESETS, Term, build_extractor, feature_stride, parse_objective
 
 
 def test_presets_are_the_documented_ones():
@@ -118,3 +118,8 @@ def test_offline_imagenet_download_names_the_fix(monkeypatch, tmp_path):
 def test_bad_model_settings(kwargs, message):
     with pytest.raises(SettingsError, match=message):
         ModelSettings(**kwargs)
+
+
+@pytest.mark.parametrize("spec, stride", [("mixed2=1", 8), ("mixed3=1,mixed5=1", 16), ("mixed0=1,mixed7=1", 16), ("mixed8=1", 32)])
+def test_feature_stride_is_the_coarsest_layer_step(inception, spec, stride):
+    assert feature_stride(build_extractor(inception, parse_objective(spec))) == stride

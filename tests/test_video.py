@@ -20,6 +20,7 @@ from ddvideo.errors import DDVideoError
 from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import warping_error
+from ddvideo.transforms import grid_canvas
 from ddvideo.video import SETTLE_PASSES, ClipSettings, render_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +188,26 @@ def test_gif_and_png_folder_outputs(clips, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert names == [f"{i:06d}.png" for i in range(12)]
     assert read_image(tmp_path / "frames" / names[-1]).shape == (H, W, 3)
+
+
+def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_path, monkeypatch):
+    import ddvideo.video
+
+    seen = []
+
+    def spy(frame, *, offset, grid):
+        seen.append(np.array(offset))
+        return grid_canvas(frame, offset=offset, grid=grid)
+
+    monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
+    render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer)
+    offsets = seen[SETTLE_PASSES:]  # the first frame is dreamed 1 + SETTLE_PASSES times at offset 0
+    assert len(offsets) == N and all(not o.any() for o in seen[: SETTLE_PASSES + 1])
+    # the camera pans PAN px right per frame, so the picture has moved -PAN * t px by frame t
+    assert np.abs(np.array(offsets) - [[-PAN * t, 0] for t in range(N)]).max() < 0.5
+    seen.clear()
+    render_video(str(clips["pan"]), str(tmp_path / "b") + "/", dreamer=dreamer, flow=FlowSettings(align=False))
+    assert seen == []
 
 
 # ---------------------------------------------------------------- resume
