@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Sequence
 
 from ..errors import DDVideoError, SettingsError
-from ..media import join_segments
+from ..media import atomic_path, join_segments
 from .manifest import Job, Manifest, parse_argv
 from .results import BatchEvent, BatchProgress, BatchSummary, JobResult
 from .segments import Segment, finished, plan_segments, write_bridge
@@ -193,11 +193,8 @@ class _Batch:
                              "status": status, "output": job.output})
         record = {"manifest": self.manifest.path, "finished": len(self.results) == len(self.manifest.jobs),
                   "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jobs": jobs}
-        path = self.manifest.summary_path
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, path)
+        with atomic_path(self.manifest.summary_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
 
     def summary(self) -> BatchSummary:
         return BatchSummary(self.manifest.path, tuple(self.results[i] for i in sorted(self.results)),
