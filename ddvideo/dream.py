@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -98,7 +99,6 @@ class Dreamer:
         network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
         self.extractor = build_extractor(network, self.terms)
         self.min_side = min_input_side(self.extractor, border=BORDER)
-        self.grid = feature_stride(self.extractor)  # input pixels per activation pixel of the coarsest objective layer
         if settings.tile_size and settings.tile_size < 2 * self.min_side:
             # a frame just over one tile splits into two half tiles, each of which must still fit the model
             raise SettingsError(
@@ -114,6 +114,11 @@ class Dreamer:
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
+    @functools.cached_property
+    def grid(self) -> int:
+        """Input pixels per activation pixel of the objective's coarsest layer (video mode aligns frames to it)."""
+        return feature_stride(self.extractor)
+
     def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None) -> DreamResult:
         """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
         x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations)

@@ -54,6 +54,11 @@ class FlowSettings:
         if not isinstance(self.occlusion, bool):
             raise SettingsError(f"flow occlusion {self.occlusion!r} is not a boolean; use True or False")
 
+    @property
+    def aligns(self) -> bool:
+        """Whether frames are dreamed on the grid phase of the first: alignment on, and a flow to follow."""
+        return self.align and self.method != "none"
+
 
 def _check_method(method: str) -> None:
     if method not in FLOW_METHODS:

@@ -58,14 +58,13 @@ def _source_steps(reader: VideoReader, flow: FlowSettings, *,
     resumed render places its frames on the same grid phase as an uninterrupted one.
     """
     previous, offset = None, np.zeros(2)
-    track = flow.align and flow.method != "none"
     for t, source in enumerate(reader):
         step: Motion = (None, None)
         if previous is not None and t >= needs_motion_from:
             step = motion(previous, source, settings=flow)
-            if track:
+            if flow.aligns:
                 offset = offset + global_shift(step[0])
-        elif previous is not None and track:
+        elif previous is not None and flow.aligns:
             offset = offset + global_shift(compute_flow(previous, source, method=flow.method))
         yield t, source, step, offset
         previous = source
@@ -122,14 +121,13 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
-            aligned = flow.align and flow.method != "none"
             for t, frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
                 if stop is not None and t >= stop:
                     break
                 if t < begin:
                     continue
                 tick = time.perf_counter()
-                dream = _grid_dream(dreamer, offset=offset if aligned else None, seed=run.seed + t)
+                dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                 if prev_dream is None:
                     result = _settled_dream(frame, dream=dream, flow=flow)
                 else:
