@@ -29,7 +29,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
 
 
-def _dream_options(p: argparse.ArgumentParser, *, iterations: int, step: float = 20.0) -> None:
+def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
+    from .dream import DreamSettings, NORMALIZE_STEPS
     from .models import PRECISIONS
     from .objective import PRESETS
 
@@ -40,7 +41,17 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, step: float =
     g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
     g.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default 1.4)")
     g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
-    g.add_argument("--step", type=float, default=step, help=f"step size on the [-1, 1] scale (default {step:g})")
+    steps = " and ".join(f"{v:g} for {k}" for k, v in NORMALIZE_STEPS.items())
+    g.add_argument("--strength", type=float, default=1.0,
+                   help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
+                        "(default 1; 0 leaves the picture as it is, 2 dreams twice as hard)")
+    g.add_argument("--step", type=float, help=f"step size of a still on the [-1, 1] scale (default {steps} gradients; "
+                                              f"each video frame after the first takes a quarter of it)")
+    g.add_argument("--base-size", type=int, default=DreamSettings.base_size,
+                   help=f"long side in pixels at which the look is set: larger frames add finer detail on top, so a "
+                        f"preview and a full render dream alike (default {DreamSettings.base_size}; 0 = octaves from "
+                        f"the frame's own size, as the Keras example)")
+
     g.add_argument("--max-loss", type=float, default=15.0, help="stop an octave once the loss exceeds this (default 15)")
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
@@ -52,7 +63,13 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, step: float =
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
+    from .preview import PREVIEW_SECONDS, PREVIEW_SIZE
+
     g = p.add_argument_group("output")
+    g.add_argument("--preview", type=float, nargs="?", const=PREVIEW_SECONDS, metavar="SECONDS",
+                   help=f"render only the first SECONDS (default {PREVIEW_SECONDS:g}) at a long side of at most "
+                        f"{PREVIEW_SIZE} px to OUT.preview.EXT: the same dream as the full render, quickly; the "
+                        f"output and its work folder are left alone")
     g.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default 18)")
     g.add_argument("--work-dir", help="where finished frames are kept for resuming (default OUT.ddwork)")
     g.add_argument("--keep-work", action="store_true", help="keep the work folder after a successful render")
@@ -64,7 +81,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .flow import FlowSettings
-    from .video import VIDEO_ITERATIONS, VIDEO_STEP
+    from .video import VIDEO_ITERATIONS
 
     parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-align", action="store_true",
                    help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
-    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS, step=VIDEO_STEP), _output_options(p), _quiet(p)
+    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
     p.set_defaults(run=cmd_video)
 
     from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings
@@ -123,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.set_defaults(run=cmd_layers)
 
-    p = commands.add_parser("metrics", help="temporal stability (warping error) of a render against its source")
+    p = commands.add_parser("metrics", help="flicker (warping error), sharpness and dream strength of a render against its source")
     p.add_argument("source", help="the source clip")
     p.add_argument("output", help="the dreamed clip")
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
@@ -154,7 +171,8 @@ def dream_settings(opts: dict[str, Any]):
 
     return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
-                         max_loss=opts["max_loss"], normalize=opts["normalize"], tile_size=opts["tile_size"],
+                         strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
+                         normalize=opts["normalize"], tile_size=opts["tile_size"],
                          precision=opts.get("precision", "float32"))
 
 
@@ -216,8 +234,13 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
 
     flow, clip = video_settings(opts)
     run, out = run_settings(opts)
+    output = opts["output"]
+    if opts.get("preview") is not None:
+        from .preview import preview_clip, preview_path
+
+        clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
-    summary = render_video(opts["input"], opts["output"], dreamer=make_dreamer(opts), flow=flow, clip=clip,
+    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
                            out=out, run=run, progress=progress)
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
@@ -228,9 +251,22 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
 
     zoom = zoom_settings(opts)
     run, out = run_settings(opts)
-    start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
-    render_zoom(opts["input"], opts["output"], dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run,
-                progress=progress)
+    start = start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
+    output = opts["output"]
+    if opts.get("preview") is not None:
+        from .preview import preview_path, preview_zoom
+
+        zoom = preview_zoom(zoom, frame_size=(start.shape[1], start.shape[0]), seconds=opts["preview"])
+        output, run = preview_path(output), _preview_run(run)
+        start_frame(opts["input"], zoom, seed=run.seed)
+    render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)
+
+
+def _preview_run(run):
+    """A preview keeps its frames in a work folder of its own (beside the preview), never the render's."""
+    from dataclasses import replace
+
+    return replace(run, work_dir=None, keep_work=False)
 
 
 def cmd_layers(opts: dict[str, Any], progress) -> None:
@@ -245,11 +281,11 @@ def cmd_layers(opts: dict[str, Any], progress) -> None:
 
 def cmd_metrics(opts: dict[str, Any], progress) -> None:
     from .media import VideoReader
-    from .metrics import warping_error
+    from .metrics import measure_clip
 
     with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
-        value = warping_error(iter(source), iter(output), method=opts["flow"])
-    print(f"E_warp {value:.6f}")
+        measures = measure_clip(iter(source), iter(output), method=opts["flow"])
+    print("\n".join(measures.lines()))
 
 
 def cmd_batch(opts: dict[str, Any], progress) -> None:

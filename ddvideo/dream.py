@@ -14,6 +14,17 @@ from .models import PRECISIONS, LoadedModel, dreaming_copy
 from .objective import Term, build_extractor, feature_stride, min_input_side, parse_objective
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
+# Each gradient normalisation's own step on the [-1, 1] scale: the Keras example's for l2 (the gradient scaled to
+# unit length over the whole octave), the TensorFlow tutorial's for std (unit standard deviation per pixel).
+NORMALIZE_STEPS = {"l2": 20.0, "std": 0.01}
+# With an anchored pyramid, the l2 step is scaled by sqrt(octave pixels / this), so it moves each pixel as far
+# at every size as the Keras example's step moves the pixels of a 512x384 picture.
+STEP_REFERENCE_PIXELS = 512 * 384
+# Octaves above the base size take one step per DETAIL_SHARE iterations: with as many steps as the look octaves,
+# a 1504 px picture came out 1.8x as strong as the same picture at 376 px (coffee.png, tutorial objective, real
+# weights); with one step each, 1.19x, its dream correlating at 0.77 with the small one's (0.03 at base size 0).
+DETAIL_SHARE = 30
+DETAIL_ABOVE = 1.01  # rounding slack: the base rung itself is not a detail octave
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,12 @@ class DreamSettings:
     octaves: int = 3
     octave_scale: float = 1.4
     iterations: int = 30
-    step: float = 20.0  # on the [-1, 1] pixel scale, after the gradient is normalised
+    step: float | None = None  # on the [-1, 1] scale after normalising the gradient; None: NORMALIZE_STEPS's
+    strength: float = 1.0  # multiplies the step: the one knob for how strong the dream is, in every mode and size
+    # Long side, in pixels, of the octave the look is set at: octaves sit at fixed fractions of the picture, so a
+    # small preview and a large render share their coarse octaves and the large one adds finer ones on top, with
+    # the step meaning the same per pixel. 0: octaves from the frame's own size down (the Keras example).
+    base_size: int = 384
     max_loss: float | None = 15.0  # stop an octave early once the loss exceeds it
     normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
@@ -35,7 +51,10 @@ class DreamSettings:
             (self.octaves >= 1, f"--octaves must be at least 1, got {self.octaves}"),
             (self.octave_scale > 1, f"--octave-scale must be greater than 1, got {self.octave_scale}"),
             (self.iterations >= 0, f"--iterations must be 0 or more, got {self.iterations}"),
-            (self.step >= 0 and math.isfinite(self.step), f"--step must be a non-negative number, got {self.step}"),
+            (self.step is None or (self.step >= 0 and math.isfinite(self.step)),
+             f"--step must be a non-negative number, got {self.step}"),
+            (self.strength >= 0 and math.isfinite(self.strength), f"--strength must be 0 or more, got {self.strength}"),
+            (self.base_size >= 0, f"--base-size must be 0 (the frame's own size) or a size in pixels, got {self.base_size}"),
             (self.max_loss is None or self.max_loss > 0, f"--max-loss must be positive, got {self.max_loss}"),
             (self.normalize in ("l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
             (self.tile_size >= 0, f"--tile-size must be 0 (off) or a size in pixels, got {self.tile_size}"),
@@ -44,6 +63,11 @@ class DreamSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+
+    @property
+    def effective_step(self) -> float:
+        """The step actually taken: the given one, or the normalisation's own, times the strength."""
+        return (NORMALIZE_STEPS[self.normalize] if self.step is None else self.step) * self.strength
 
 
 @dataclass(frozen=True)
@@ -62,15 +86,26 @@ def to_uint8(x: tf.Tensor) -> np.ndarray:
     return np.rint(np.clip((np.asarray(x) + 1.0) * 127.5, 0, 255)).astype(np.uint8)
 
 
-def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_side: int) -> list[tuple[int, int]]:
-    """Octave sizes smallest first, as in the Keras example; octaves smaller than the model can take are dropped."""
+def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_side: int,
+                  base_size: int = 0) -> list[tuple[int, int]]:
+    """Octave sizes smallest first; octaves smaller than the model can take are dropped.
+
+    base_size 0: the Keras example's pyramid, the frame and `octaves - 1` sizes below it. Otherwise the long sides
+    are base_size * scale**k from k = 1 - octaves up to the frame's own size, which stands in for the rung nearest
+    it: every frame of one shape gets its coarse octaves at the same fractions of the picture.
+    """
     if min(height, width) < min_side:
         raise SettingsError(
             f"frame {width}x{height} is too small for this model and objective: both sides must be at least "
             f"{min_side} px; use a larger image or --max-size, or earlier layers"
         )
-    shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)]
-    return [s for s in shapes if min(s) >= min_side][::-1]
+    if base_size:
+        long = max(height, width)
+        rungs = [base_size * scale**k for k in range(1 - octaves, 64) if base_size * scale**k < long / math.sqrt(scale)]
+        shapes = [(round(height * r / long), round(width * r / long)) for r in rungs] + [(height, width)]
+    else:
+        shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)][::-1]
+    return [s for s in shapes if min(s) >= min_side]
 
 
 def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
@@ -119,41 +154,66 @@ class Dreamer:
         """Input pixels per activation pixel of the objective's coarsest layer (video mode aligns frames to it)."""
         return feature_stride(self.extractor)
 
-    def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None) -> DreamResult:
-        """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
-        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations)
+    def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
+              step: float | None = None) -> DreamResult:
+        """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result.
+
+        `iterations` and `step` replace the settings' (step as taken: strength included) for this frame.
+        """
+        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, step=step)
         return DreamResult(to_uint8(x), float(loss))
 
-    def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
+                     step: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device."""
         height, width = int(x.shape[0]), int(x.shape[1])
-        octave_shapes(height, width, octaves=self.settings.octaves, scale=self.settings.octave_scale, min_side=self.min_side)
+        self.octaves(height, width)
         s = self.settings
         return self._graph(
             tf.convert_to_tensor(x, tf.float32),
             tf.constant(s.iterations if iterations is None else iterations, tf.int32),
-            tf.constant(s.step, tf.float32),
+            tf.constant(s.effective_step if step is None else step, tf.float32),
             tf.constant(math.inf if s.max_loss is None else s.max_loss, tf.float32),
             tf.constant(seed, tf.int32),
         )
 
+    def octaves(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The octave shapes a (height, width) frame is dreamed at, smallest first."""
+        s = self.settings
+        return octave_shapes(height, width, octaves=s.octaves, scale=s.octave_scale, min_side=self.min_side,
+                             base_size=s.base_size)
+
     # -- graph ------------------------------------------------------------------------------------
     def _dream_graph(self, original, iterations, step, max_loss, seed):
         self.trace_count += 1
-        s = self.settings
-        shapes = octave_shapes(int(original.shape[0]), int(original.shape[1]),
-                               octaves=s.octaves, scale=s.octave_scale, min_side=self.min_side)
-        shrunk = tf.image.resize(original, shapes[0])
+        shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
+        # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
+        # a small frame would show (the Keras example resizes without, and stays exact).
+        antialias = bool(self.settings.base_size)
+        shrunk = tf.image.resize(original, shapes[0], antialias=antialias)
         img = original
         loss = tf.constant(0.0)
         for index, shape in enumerate(shapes):
-            img = tf.image.resize(img, shape)
-            img, loss = self._ascend(img, iterations, step, max_loss, seed * 16 + index)
+            img = tf.image.resize(img, shape, antialias=antialias)
+            steps = iterations
+            if self._adds_detail(shape):  # one step per 30: sharpens what the coarser octaves dreamed
+                steps = (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE
+            img, loss = self._ascend(img, steps, step * self._step_scale(shape), max_loss, seed * 16 + index)
             # re-inject the detail that shrinking the original lost at this scale
-            same_size = tf.image.resize(original, shape)
+            same_size = tf.image.resize(original, shape, antialias=antialias)
             img = img + same_size - tf.image.resize(shrunk, shape)
             shrunk = same_size
         return tf.clip_by_value(img, -1.0, 1.0), loss
+
+    def _step_scale(self, shape: tuple[int, int]) -> float:
+        """Per-octave factor on the step: with an anchored pyramid an l2 step moves each pixel equally at every size."""
+        if not self.settings.base_size or self.settings.normalize != "l2":
+            return 1.0
+        return math.sqrt(shape[0] * shape[1] / STEP_REFERENCE_PIXELS)
+
+    def _adds_detail(self, shape: tuple[int, int]) -> bool:
+        """Whether an octave lies above the base size, where it only adds finer detail to the look set below."""
+        return bool(self.settings.base_size) and max(shape) > self.settings.base_size * DETAIL_ABOVE
 
     def _ascend(self, img, iterations, step, max_loss, seed):
         """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss."""

@@ -17,6 +17,7 @@ from ddvideo.errors import InputError, SettingsError
 # In OpenCV's terms this is the flow computed from b to a ("backward" flow).
 
 FLOW_METHODS = ("dis", "farneback", "none")
+CARRIES = ("residual", "frame")
 
 # Farneback parameters from DeepDreamAnim (REFERENCE.md).
 _FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
@@ -34,11 +35,15 @@ class FlowSettings:
     """How the previous dream is carried onto the next frame before dreaming it."""
 
     method: str = "dis"  # "dis", "farneback" or "none" (plain blend, no motion)
-    # Weight of the current source frame in the init. Measured on samples/coffee_pan.mp4 (first 36 frames, tutorial
-    # objective, 3 iterations, dis): blend 0.5 gives E_warp 0.0044 at a dream strength (mean |out - source|) of 6.3,
-    # 0.3 gives 0.0038 at 8.0, 0.2 gives 0.0032 at 9.1 but drags the dream into streaks along the zoom.
-    # Details in benchmarks/flicker-results.md.
-    blend: float = 0.3
+    # What moves along the flow: "residual", the previous dream minus its source frame, added to the new source
+    # frame (the picture's own detail arrives fresh, only the dream is resampled), or "frame", the whole previous
+    # dream (earlier tools' way: every frame low-passes the last and the picture smears).
+    carry: str = "residual"
+    # How much of the carried dream fades each frame ("frame": weight of the new source frame in the init). With
+    # the residual carried, 2 iterations a frame, measured against a dream filmed still (benchmarks/flicker.py,
+    # 48-frame sub-pixel pan, real weights): blend 0.1 keeps sharpness 1.09, strength 0.93, E_warp 1.15 of it;
+    # 0.05 grows too strong (1.32) and flickers more (1.34); 0.2 fades to 0.63.
+    blend: float = 0.1
     occlusion: bool = True  # take the source frame where the flow is unreliable
     # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
     # grid: the gradient depends on where content sits on that grid, so without it every frame adds new pattern.
@@ -47,6 +52,8 @@ class FlowSettings:
 
     def __post_init__(self) -> None:
         _check_method(self.method)
+        if self.carry not in CARRIES:
+            raise SettingsError(f"unknown carry {self.carry!r}; choose one of {', '.join(CARRIES)}")
         if isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
             raise SettingsError(f"flow blend {self.blend!r} is not a number; use a value in [0, 1]")
         if math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
@@ -105,7 +112,7 @@ def compute_flow(prev: np.ndarray, curr: np.ndarray, *, method: str = "dis") -> 
     return flow.astype(np.float32, copy=False)
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def warp(image: np.ndarray, flow: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Sample `image` at p + flow(p) (bilinear, edges replicated); same dtype and shape as `image`.
 
     `image` is (H, W) or (H, W, C) uint8 or float32; `flow` is (H, W, 2) in compute_flow's convention.
@@ -118,7 +125,7 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     # (H, W) absolute sampling coordinates
     map_x = flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]
     map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
-    out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(image.shape)  # remap drops a trailing channel axis of size 1
 
 
@@ -183,11 +190,17 @@ def global_shift(flow: np.ndarray | None) -> np.ndarray:
     return -np.median(np.asarray(flow, np.float32).reshape(-1, 2), axis=0).astype(np.float64)
 
 
-def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings) -> np.ndarray:
-    """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow, blended in.
+CARRY_INTERPOLATION = cv2.INTER_CUBIC
 
-    init = blend * source + (1 - blend) * warped prev_dream; unreliable pixels of the warped dream (occluded or
-    at motion boundaries) are replaced by `source`. With no flow it is the plain blend.
+
+def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings,
+               prev_source: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow.
+
+    carry "residual": init = source + (1 - blend) * warped (prev_dream - prev_source); the picture's own detail
+    comes fresh from `source` each frame and only the dream moves, so resampling blur does not compound through
+    the picture. carry "frame": init = blend * source + (1 - blend) * warped prev_dream (earlier tools' way).
+    Unreliable pixels (occluded or at motion boundaries) carry nothing. With no flow, nothing moves.
     """
     source = np.asarray(source)
     prev_dream = np.asarray(prev_dream)
@@ -196,13 +209,17 @@ def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, sett
             f"frame shapes differ: source {source.shape}, prev_dream {prev_dream.shape}; dream every frame at the source size"
         )
     src = source.astype(np.float32)
-    carried = prev_dream.astype(np.float32)
+    residual = settings.carry == "residual" and prev_source is not None
+    carried = prev_dream.astype(np.float32) - (np.asarray(prev_source, np.float32) if residual else 0.0)
     flow, unreliable = step
     if flow is not None:
-        carried = warp(carried, flow)  # (H, W, 3) previous dream in frame t's geometry
+        carried = warp(carried, flow, interpolation=CARRY_INTERPOLATION if residual else cv2.INTER_LINEAR)
     if unreliable is not None:
-        carried[unreliable] = src[unreliable]
-    init = settings.blend * src + (1.0 - settings.blend) * carried
+        carried[unreliable] = 0.0 if residual else src[unreliable]
+    if residual:
+        init = src + (1.0 - settings.blend) * carried
+    else:
+        init = settings.blend * src + (1.0 - settings.blend) * carried
     return np.clip(np.rint(init), 0, 255).astype(np.uint8)
 
 
@@ -215,4 +232,5 @@ def coherent_init(
             f"frame shapes differ: source {np.shape(source)}, prev_source {np.shape(prev_source)}; "
             f"dream every frame at the source size"
         )
-    return blend_init(source, prev_dream, motion(prev_source, source, settings=settings), settings=settings)
+    return blend_init(source, prev_dream, motion(prev_source, source, settings=settings), settings=settings,
+                      prev_source=prev_source)

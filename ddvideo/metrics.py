@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import zip_longest
 
 import cv2
@@ -32,10 +33,24 @@ def _fit(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(output, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def warping_error(
-    source_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], *, method: str = "dis"
-) -> float:
-    """Warping error E_warp of Lai et al. 2018 (lower is steadier), pixel values scaled to [0, 1].
+@dataclass(frozen=True)
+class ClipMeasures:
+    """How steady, sharp and strong a render is against its source; read the three together (blur lowers E_warp)."""
+
+    e_warp: float  # warping error (Lai et al. 2018), frames scaled to [0, 1]: lower is steadier
+    sharpness: float  # mean over frames of sharpness(output)
+    source_sharpness: float  # the same for the source
+    strength: float  # mean over frames of strength(output, source)
+
+    def lines(self) -> list[str]:
+        return [f"E_warp {self.e_warp:.6f}",
+                f"sharpness {self.sharpness:.2f} (source {self.source_sharpness:.2f})",
+                f"strength {self.strength:.2f}"]
+
+
+def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], *,
+                 method: str = "dis") -> ClipMeasures:
+    """E_warp, sharpness and dream strength of a render against its source, in one pass over both clips.
 
     For each pair t, t+1 the flow and non-occlusion mask M_t come from the source frames
     (ddvideo.flow, same thresholds as the renderer); the output O_{t+1} is warped onto O_t and
@@ -46,6 +61,7 @@ def warping_error(
     """
     FlowSettings(method=method)  # names the valid methods if this one is unknown
     total, pairs, count = 0.0, 0, 0
+    sharp = source_sharp = strong = 0.0
     prev_src = prev_out = None
     for src, out in zip_longest(source_frames, output_frames, fillvalue=_END):
         if src is _END or out is _END:
@@ -53,7 +69,10 @@ def warping_error(
             raise InputError(f"the {shorter} clip ends after {count} frames but the other goes on; "
                              "compare an output with the source it was rendered from")
         src = _rgb(src, "source", count)
-        out = _fit(_rgb(out, "output", count), src.shape[:2]).astype(np.float32) / 255.0
+        out8 = _fit(_rgb(out, "output", count), src.shape[:2])
+        sharp, source_sharp = sharp + sharpness(out8), source_sharp + sharpness(src)
+        strong += strength(out8, src)
+        out = out8.astype(np.float32) / 255.0
         if prev_src is not None:
             if src.shape != prev_src.shape:
                 raise InputError(f"source frame {count} is {src.shape}, frame 0 was {prev_src.shape}; "
@@ -73,4 +92,27 @@ def warping_error(
     if pairs == 0:
         raise InputError("no pixel of the source has a reliable flow between frames; "
                          "the warping error cannot be measured on this clip")
-    return total / pairs
+    return ClipMeasures(total / pairs, sharp / count, source_sharp / count, strong / count)
+
+
+def warping_error(
+    source_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], *, method: str = "dis"
+) -> float:
+    """Warping error E_warp of Lai et al. 2018 (lower is steadier), pixel values scaled to [0, 1]: see
+    measure_clip, which gives sharpness and strength beside it."""
+    return measure_clip(source_frames, output_frames, method=method).e_warp
+
+
+def sharpness(frame: np.ndarray) -> float:
+    """Mean |Laplacian| of the grey (H, W, 3) uint8 frame, on the 0-255 scale: falls as a picture blurs.
+
+    Read it beside E_warp, which a blurred video lowers too.
+    """
+    grey = cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.mean(np.abs(cv2.Laplacian(grey, cv2.CV_32F))))
+
+
+def strength(output: np.ndarray, source: np.ndarray) -> float:
+    """Dream strength: mean |output - source| per pixel and channel, 0-255 scale (blur counts too: read it with
+    sharpness)."""
+    return float(np.mean(np.abs(_fit(np.asarray(output), source.shape[:2]).astype(np.float32) - source)))

@@ -15,19 +15,13 @@ from .media import VideoReader
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
 from .transforms import grid_canvas
 
-# Gradient steps per octave per frame: the init already carries the previous dream, so few suffice. Measured on
-# samples/coffee_pan.mp4 (first 36 frames, tutorial objective, blend 0.3): 2 steps give E_warp 0.0034 at a dream
-# strength (mean |out - source|) of 7.3 but lose the fine detail, 3 give 0.0038 at 8.0, 5 give 0.0038 at 8.2 in
-# the same time (a carried frame passes max_loss within ~3 steps, which ends its octave early). On all 72 frames:
-# 3 steps 0.00368, 5 steps 0.00385. Details in benchmarks/flicker-results.md.
-VIDEO_ITERATIONS = 3
-# Step size per frame, half a still's: the dream builds up over the carried frames anyway, and smaller steps add
-# less new pattern per frame. Same clip and measure, first 36 frames, blend 0.3, 3 steps: step 20 gives E_warp
-# 0.0037 at strength 7.9, step 10 gives 0.0018 at 6.6, step 7 gives 0.0012 at 5.8 (weaker, softer).
-VIDEO_STEP = 10.0
-# The first frame is re-dreamed from its own blend this many times, so the chain starts at the strength it keeps
-# later instead of blooming over the first frames (E_warp of the first pairs 7.6, 4.9, 4.0e-3 -> 6.5, 3.8, 3.4e-3).
-SETTLE_PASSES = 3
+# Gradient steps per octave per frame, and the share of a still's step each takes. The init already carries the
+# previous dream, so each frame only tops it up; measured against a dream filmed still (benchmarks/look.py).
+VIDEO_ITERATIONS = 2
+VIDEO_STEP_SHARE = 0.25
+# The first frame of a chain is dreamed as a still: this many times a frame's iterations (30 at the defaults, as
+# `ddvideo image`) at the full step, so the video opens at a still dream's strength, which the carried residual keeps.
+FIRST_FRAME_FACTOR = 15
 
 
 @dataclass(frozen=True)
@@ -51,8 +45,8 @@ class ClipSettings:
 
 
 def _source_steps(reader: VideoReader, flow: FlowSettings, *,
-                  needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, Motion, np.ndarray]]:
-    """(t, source frame, motion from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
+                  needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Motion, np.ndarray]]:
+    """(t, source frame, source frame t-1, motion from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
 
     Motion only where a dream will use it; with alignment on, the frames before that still get their flow, so a
     resumed render places its frames on the same grid phase as an uninterrupted one.
@@ -66,34 +60,30 @@ def _source_steps(reader: VideoReader, flow: FlowSettings, *,
                 offset = offset + global_shift(step[0])
         elif previous is not None and flow.aligns:
             offset = offset + global_shift(compute_flow(previous, source, method=flow.method))
-        yield t, source, step, offset
+        yield t, source, previous, step, offset
         previous = source
 
 
-Dream = Callable[[np.ndarray], DreamResult]
+Dream = Callable[..., DreamResult]
 
 
 def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dream:
     """Dream a frame whose picture has moved by `offset` since frame 0 on a canvas that undoes that motion modulo
-    the network's stride (None: dream it as it is)."""
+    the network's stride (None: dream it as it is); keyword options go to Dreamer.dream."""
 
-    def dream(frame: np.ndarray) -> DreamResult:
+    def dream(frame: np.ndarray, **options) -> DreamResult:
         if offset is None:
-            return dreamer.dream(frame, seed=seed)
+            return dreamer.dream(frame, seed=seed, **options)
         canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
-        result = dreamer.dream(canvas, seed=seed)
+        result = dreamer.dream(canvas, seed=seed, **options)
         return DreamResult(result.frame[sy : sy + frame.shape[0], sx : sx + frame.shape[1]], result.loss)
 
     return dream
 
 
-def _settled_dream(frame: np.ndarray, *, dream: Dream, flow: FlowSettings) -> DreamResult:
-    """Dream the first frame of a blend chain, then dream it again from its own blend SETTLE_PASSES times."""
-    result = dream(frame)
-    if flow.blend < 1:  # at blend 1 every init is the bare source: nothing to settle
-        for _ in range(SETTLE_PASSES):
-            result = dream(blend_init(frame, result.frame, (None, None), settings=flow))
-    return result
+def _first_dream(frame: np.ndarray, *, dream: Dream, dreamer: Dreamer) -> DreamResult:
+    """Dream the first frame of a chain as a still: FIRST_FRAME_FACTOR times the iterations, at the full step."""
+    return dream(frame, iterations=FIRST_FRAME_FACTOR * dreamer.settings.iterations)
 
 
 def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettings = FlowSettings(),
@@ -121,7 +111,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
-            for t, frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
+            for t, frame, prev_frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
                 if stop is not None and t >= stop:
                     break
                 if t < begin:
@@ -129,9 +119,10 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                 tick = time.perf_counter()
                 dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                 if prev_dream is None:
-                    result = _settled_dream(frame, dream=dream, flow=flow)
+                    result = _first_dream(frame, dream=dream, dreamer=dreamer)
                 else:
-                    result = dream(blend_init(frame, prev_dream, step, settings=flow))
+                    result = dream(blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame),
+                                   step=dreamer.settings.effective_step * VIDEO_STEP_SHARE)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

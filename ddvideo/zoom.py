@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .dream import Dreamer, octave_shapes
+from .dream import Dreamer
 from .errors import SettingsError
 from .media import read_image
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, settings_record
@@ -203,8 +203,7 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
     began = time.perf_counter()
     start = start_frame(source, zoom, seed=run.seed)
     height, width = start.shape[:2]
-    s = dreamer.settings  # a frame the model cannot take fails here, before any output exists
-    octave_shapes(height, width, octaves=s.octaves, scale=s.octave_scale, min_side=dreamer.min_side)
+    dreamer.octaves(height, width)  # a frame the model cannot take fails here, before any output exists
     record = settings_record(mode="zoom", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
                              zoom=zoom, output=out, seed=run.seed)
     dream_seconds, dreamed = 0.0, 0

@@ -58,7 +58,8 @@ def test_parity_with_keras_example(inception):
     # the example's loop run on the network ddvideo dreams with (batch norms folded: see the next test)
     image = textured_image(170, 210, seed=1)
     weights = {"mixed2": 0.5, "mixed3": 1.5}
-    settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", octaves=2, octave_scale=1.4, iterations=4, step=20.0, max_loss=15.0)
+    settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", octaves=2, octave_scale=1.4, iterations=4, step=20.0,
+                             max_loss=15.0, base_size=0)  # the example's own pyramid and step
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset(weights)).model
     reference = keras_example_dream(network, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
@@ -101,7 +102,7 @@ def test_folded_network_computes_the_same_features_and_gradients(inception):
 
 def test_parity_holds_with_early_stop(inception):
     image = textured_image(120, 130, seed=2)
-    settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4)
+    settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4, base_size=0)
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset({"mixed2"})).model
     reference = keras_example_dream(network, {"mixed2": 1.0}, image, octaves=1, scale=1.4, iterations=6, step=20.0, max_loss=1e-4)

@@ -21,7 +21,7 @@ from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import warping_error
 from ddvideo.transforms import grid_canvas
-from ddvideo.video import SETTLE_PASSES, ClipSettings, render_video
+from ddvideo.video import FIRST_FRAME_FACTOR, VIDEO_STEP_SHARE, ClipSettings, render_video
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -138,13 +138,16 @@ def test_flow_is_steadier_than_blend_and_independent_frames(clips, dreamer, refe
     assert errors["flow"] < min(errors["blend"], errors["independent"]) / 1.5, errors
 
 
-@pytest.mark.parametrize(("blend", "extra"), [(0.3, SETTLE_PASSES), (1.0, 0)])
-def test_first_frame_settles_into_the_blend_chain(clips, dreamer, tmp_path, monkeypatch, blend, extra):
+def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer, tmp_path, monkeypatch):
     calls = []
     dream = dreamer.dream
-    monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw["seed"]) or dream(frame, **kw))
-    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer, flow=FlowSettings(blend=blend))
-    assert calls == [0] * (1 + extra) + list(range(1, 12))  # frame 0 again from its own blend, then one per frame
+    monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
+    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer)
+    assert [kw["seed"] for kw in calls] == list(range(12))  # one dream per frame
+    full = dreamer.settings.effective_step
+    first = FIRST_FRAME_FACTOR * dreamer.settings.iterations
+    assert calls[0].get("iterations") == first and calls[0].get("step") is None  # a still's dream
+    assert all(kw.get("iterations") is None and kw["step"] == pytest.approx(full * VIDEO_STEP_SHARE) for kw in calls[1:])
 
 
 def test_no_audio_option_and_silent_source(clips, tmp_path, capsys):
@@ -201,8 +204,8 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
 
     monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
     render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer)
-    offsets = seen[SETTLE_PASSES:]  # the first frame is dreamed 1 + SETTLE_PASSES times at offset 0
-    assert len(offsets) == N and all(not o.any() for o in seen[: SETTLE_PASSES + 1])
+    offsets = seen  # one dream per frame, the first at offset 0
+    assert len(offsets) == N and not offsets[0].any()
     # the camera pans PAN px right per frame, so the picture has moved -PAN * t px by frame t
     assert np.abs(np.array(offsets) - [[-PAN * t, 0] for t in range(N)]).max() < 0.5
     seen.clear()
@@ -347,9 +350,14 @@ def test_metrics_command(clips, reference, tmp_path, capsys):
     out = write_clip(tmp_path / "dreamed.mp4", reference)
     assert main(["metrics", str(clips["pan"]), str(out)]) == 0
     printed = capsys.readouterr()
-    assert printed.err == "" and re.fullmatch(r"E_warp \d+\.\d{6}\n", printed.out)
+    # flicker is never printed alone: sharpness and strength stand beside it
+    assert printed.err == "" and re.fullmatch(r"E_warp \d+\.\d{6}\nsharpness \d+\.\d\d \(source \d+\.\d\d\)\n"
+                                              r"strength \d+\.\d\d\n", printed.out), printed.out
     expected = warping_error(decode(clips["pan"]), decode(out))
     assert float(printed.out.split()[1]) == pytest.approx(expected, abs=1e-6)
+    dreamed, source = decode(out), decode(clips["pan"])
+    strength = np.mean([np.abs(d.astype(float) - s).mean() for d, s in zip(dreamed, source)])
+    assert float(printed.out.split("\n")[2].split()[1]) == pytest.approx(strength, abs=0.01)
     assert main(["metrics", str(clips["pan"]), str(clips["pan"])]) == 0  # the source against itself: steady
     assert float(capsys.readouterr().out.split()[1]) < expected / 4
     for argv in ([str(clips["pan"]), str(clips["silent"])], [str(clips["pan"]), str(tmp_path / "nope.mp4")]):
