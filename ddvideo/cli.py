@@ -52,7 +52,8 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
                         f"preview and a full render dream alike (default {DreamSettings.base_size}; 0 = octaves from "
                         f"the frame's own size, as the Keras example)")
 
-    g.add_argument("--max-loss", type=float, default=15.0, help="stop an octave once the loss exceeds this (default 15)")
+    g.add_argument("--max-loss", type=float,
+                   help="stop an octave once the loss exceeds this (default: never; the Keras example uses 15)")
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

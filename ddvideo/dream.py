@@ -41,7 +41,10 @@ class DreamSettings:
     # small preview and a large render share their coarse octaves and the large one adds finer ones on top, with
     # the step meaning the same per pixel. 0: octaves from the frame's own size down (the Keras example).
     base_size: int = 384
-    max_loss: float | None = 15.0  # stop an octave early once the loss exceeds it
+    # Stop an octave early once the loss exceeds this (the Keras example's 15). Off by default: tuned to the keras
+    # preset's loss, it cut other objectives short and made the strength knob inert (coffee.png, tutorial objective,
+    # real weights: strength 3.9 at 15, 8.3 without; at strength 2, 4.8 and 11.4).
+    max_loss: float | None = None
     normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
     precision: str = "float32"  # the network's dtype; the image, loss and gradient normalisation stay float32

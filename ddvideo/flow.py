@@ -190,7 +190,7 @@ def global_shift(flow: np.ndarray | None) -> np.ndarray:
     return -np.median(np.asarray(flow, np.float32).reshape(-1, 2), axis=0).astype(np.float64)
 
 
-CARRY_INTERPOLATION = cv2.INTER_CUBIC
+CARRY_INTERPOLATION = cv2.INTER_LANCZOS4
 
 
 def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings,
