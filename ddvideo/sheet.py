@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
@@ -10,6 +12,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import tensorflow as tf
 
 from .dream import Dreamer, DreamResult, DreamSettings, octave_shapes
 from .errors import InputError, SettingsError
@@ -184,12 +187,30 @@ class SheetDreamer:
             s = dreamer.settings
             octave_shapes(height, width, octaves=s.octaves, scale=s.octave_scale, min_side=dreamer.min_side)
         results = []
-        for index, (dreamer, weights, strength) in enumerate(self._plan):
-            dreamer.reweight(weights)
-            results.append(dreamer.dream(frame, seed=seed, strength=strength))
-            if progress is not None:
-                progress(index, len(self._plan), results[-1].loss)
+        with _first_traces_expected():
+            for index, (dreamer, weights, strength) in enumerate(self._plan):
+                dreamer.reweight(weights)
+                results.append(dreamer.dream(frame, seed=seed, strength=strength))
+                if progress is not None:
+                    progress(index, len(self._plan), results[-1].loss)
         return results
+
+
+class _RetracingWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _first_traces_expected():
+    """Each Dreamer of a sheet compiles its dream once; TensorFlow counts those first traces of one method together
+    and warns of frequent retracing after five: a false alarm here, kept off the user's terminal."""
+    quiet = _RetracingWarning()
+    tf.get_logger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(quiet)
 
 
 # -- the sheet ------------------------------------------------------------------------------------
