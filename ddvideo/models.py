@@ -202,8 +202,13 @@ def _foldable(model: keras.Model, keep: frozenset[str]) -> dict[str, keras.layer
 
 
 def _fold_members(model: keras.Model) -> frozenset[str]:
-    """Names of the convolutions and batch norms that fold together when nothing is kept."""
-    return frozenset(name for pair in _foldable(model, frozenset()).items() for name in (pair[0], pair[1].name))
+    """Names of the convolutions and batch norms that fold together when nothing is kept (none for a model whose
+    graph cannot be read: it is not rebuilt either)."""
+    try:
+        pairs = _foldable(model, frozenset())
+    except Exception:  # subclassed models and custom layers
+        return frozenset()
+    return frozenset(name for conv, norm in pairs.items() for name in (conv, norm.name))
 
 
 def _rebuild(model: keras.Model, dtype: str, keep: frozenset[str]) -> keras.Model:

@@ -67,6 +67,17 @@ def test_a_guided_dream_moves_the_features_toward_the_guide(inception):
     assert min(change.values()) > 0.7 * max(change.values()), change
 
 
+def test_layer_weights_scale_the_guided_terms(inception):
+    source = textured_image(96, 112, seed=1)
+
+    def loss(layers: str) -> float:  # the objective at the picture itself: the loss of the first step
+        return Dreamer(inception, replace(SETTINGS, layers=layers), guide=stripes()).dream(source, iterations=1).loss
+
+    one, two = loss("mixed1"), loss("mixed2")
+    assert one > 0 and two > 0
+    assert loss("mixed1=0.5,mixed2=3") == pytest.approx(0.5 * one + 3 * two, rel=1e-5)
+
+
 def test_strength_multiplies_the_step(inception):
     source = textured_image(96, 112, seed=1)
     dreamer = Dreamer(inception, replace(SETTINGS, step=10.0, strength=2.0))
