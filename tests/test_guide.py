@@ -13,7 +13,7 @@ from ddvideo.cli import main
 from ddvideo.dream import BORDER, Dreamer, DreamSettings, to_unit
 from ddvideo.errors import InputError, SettingsError
 from ddvideo.guide import GUIDE_MAX_SIZE, guide_record, read_guide
-from ddvideo.media import write_image
+from ddvideo.media import VideoWriter, write_image
 from ddvideo.objective import guided_term
 
 SETTINGS = DreamSettings(layers="mixed2", octaves=1, iterations=8)
@@ -109,6 +109,9 @@ def files(tmp_path):
     write_image(guide, stripes())
     write_image(tiny, stripes(30))
     (tmp_path / "notes.png").write_bytes(b"not a picture")
+    with VideoWriter(tmp_path / "in.mp4", fps=12, size=(112, 96)) as writer:
+        for _ in range(3):
+            writer.write(textured_image(96, 112, seed=3))
     return tmp_path
 
 
@@ -135,10 +138,10 @@ def test_commands_take_a_guide_and_renders_record_it(files, capsys):
     ("notes.png", r"--guide: not a readable image: .*notes\.png"),
     ("tiny.png", r"--guide: the guide picture is 30x30, too small for this objective"),
 ])
-@pytest.mark.parametrize("command", ["image", "zoom", "sheet"])
+@pytest.mark.parametrize("command", ["image", "video", "zoom", "sheet"])
 def test_bad_guides_fail_in_one_line_before_any_output(files, capsys, command, guide, pattern):
-    out = files / ("out.png" if command != "zoom" else "out.mp4")
-    argv = [command, str(files / "in.png"), str(out), *FAST, "--guide", str(files / guide)]
+    source, out = ("in.mp4", "out.mp4") if command == "video" else ("in.png", "out.mp4" if command == "zoom" else "out.png")
+    argv = [command, str(files / source), str(files / out), *FAST, "--guide", str(files / guide)]
     assert main(argv + (["--frames", "2"] if command == "zoom" else [])) == 1
     one_error_line(capsys.readouterr().err, pattern)
-    assert sorted(os.listdir(files)) == ["guide.png", "in.png", "notes.png", "tiny.png"]
+    assert sorted(os.listdir(files)) == ["guide.png", "in.mp4", "in.png", "notes.png", "tiny.png"]
