@@ -44,7 +44,7 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     steps = " and ".join(f"{v:g} for {k}" for k, v in NORMALIZE_STEPS.items())
     g.add_argument("--strength", type=float, default=1.0,
                    help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
-                        "(default 1; 0 leaves the picture as it is, 2 dreams twice as hard)")
+                        "(default 1; 0.5 half as hard, 2 twice)")
     g.add_argument("--step", type=float, help=f"step size of a still on the [-1, 1] scale (default {steps} gradients; "
                                               f"each video frame after the first takes a quarter of it)")
     g.add_argument("--base-size", type=int, default=DreamSettings.base_size,
@@ -56,6 +56,8 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
                    help="stop an octave once the loss exceeds this (default: never; the Keras example uses 15)")
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
+    g.add_argument("--guide", metavar="IMAGE",
+                   help="steer the dream toward the features of this picture (each layer's features matched to the guide's)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
@@ -82,6 +84,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .flow import FlowSettings
+    from .objective import PRESETS
     from .video import VIDEO_ITERATIONS
 
     parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
@@ -137,6 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS), _output_options(p), _quiet(p)
     p.set_defaults(run=cmd_zoom)
 
+    from .sheet import DEFAULT_CHANNELS, SheetSettings
+
+    p = commands.add_parser("sheet", help="compare layers, presets, strengths or channels: one dream per tile, in one image",
+                            description="Dream one picture once per layer (or preset, strength, channel) and tile the "
+                                        "results, labelled, into one image. Without --presets, --strengths or --channels, "
+                                        "each term of --layers or --preset is one tile (default: every block layer).")
+    p.add_argument("input", help="a still image, or a clip (its frame at --at)")
+    p.add_argument("output", help="the sheet: .png (or .jpg, .webp, ...)")
+    g = p.add_argument_group("sheet")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--presets", metavar="A,B,..", help=f"one tile per named objective, e.g. {','.join(sorted(PRESETS))}")
+    which.add_argument("--strengths", metavar="S,S,..",
+                       help="one tile per strength (replaces --strength), objective from --layers or --preset, e.g. 0.5,1,2")
+    which.add_argument("--channels", metavar="LAYER[:N]",
+                       help=f"one tile per channel: the first N (default {DEFAULT_CHANNELS}) channels of LAYER")
+    g.add_argument("--at", type=float, metavar="SECONDS", help="with a clip: dream its frame at this time (default 0)")
+    g.add_argument("--columns", type=int, default=SheetSettings.columns,
+                   help=f"tiles per row (default {SheetSettings.columns})")
+    g.add_argument("--max-size", type=int, default=SheetSettings.max_size,
+                   help=f"scale the picture down so its long side is at most this: each tile's size (default {SheetSettings.max_size})")
+    _model_options(p), _dream_options(p, iterations=30), _quiet(p)
+    p.set_defaults(run=cmd_sheet)
+
     p = commands.add_parser("layers", help="list a model's layers and output shapes")
     _model_options(p)
     p.set_defaults(run=cmd_layers)
@@ -177,13 +203,20 @@ def dream_settings(opts: dict[str, Any]):
                          precision=opts.get("precision", "float32"))
 
 
+def guide_option(opts: dict[str, Any]):
+    """The --guide picture, or None."""
+    from .guide import read_guide
+
+    return read_guide(opts["guide"]) if opts.get("guide") else None
+
+
 def make_dreamer(opts: dict[str, Any]):
-    """Settings are checked before the model is built, so a typo fails in a second, not after a download."""
+    """Settings and the guide are checked before the model is built, so a typo fails in a second, not after a download."""
     from .dream import Dreamer
     from .models import load_model
 
-    dream, model = dream_settings(opts), model_settings(opts)
-    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"))
+    dream, model, guide = dream_settings(opts), model_settings(opts), guide_option(opts)
+    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"), guide=guide)
 
 
 def run_settings(opts: dict[str, Any]):
@@ -270,6 +303,24 @@ def _preview_run(run):
     return replace(run, work_dir=None, keep_work=False)
 
 
+def cmd_sheet(opts: dict[str, Any], progress) -> None:
+    from .media import check_image_output, write_image
+    from .models import load_model
+    from .sheet import SheetDreamer, SheetSettings, block_entries, compose_sheet, parse_entries, sheet_frame
+
+    check_image_output(opts["output"])
+    sheet = SheetSettings(columns=opts["columns"], max_size=opts["max_size"], at=opts["at"])
+    entries = parse_entries(layers=opts["layers"] or opts["preset"], presets=opts["presets"],
+                            strengths=opts["strengths"], channels=opts["channels"])
+    frame = sheet_frame(opts["input"], sheet=sheet)  # a missing or unreadable input fails before the model loads
+    dream, guide = dream_settings(opts), guide_option(opts)
+    loaded = load_model(model_settings(opts))
+    dreamer = SheetDreamer(loaded, entries or block_entries(loaded), dream, guide=guide, jit_compile=opts["jit"])
+    results = dreamer.dream(frame, seed=opts["seed"], progress=progress)
+    tiles, labels = [r.frame for r in results], [e.label for e in dreamer.entries]
+    write_image(opts["output"], compose_sheet(tiles, labels, columns=sheet.columns))
+
+
 def cmd_layers(opts: dict[str, Any], progress) -> None:
     from .models import load_model
 
@@ -322,7 +373,8 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
 
     def update(index: int, total: int | None, loss: float | None) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True))
+            unit = "tile" if opts["command"] == "sheet" else "frame"
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True))
         bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total

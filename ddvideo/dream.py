@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from .errors import SettingsError
 from .models import PRECISIONS, LoadedModel, dreaming_copy
-from .objective import Term, build_extractor, feature_stride, min_input_side, parse_objective
+from .objective import (Term, build_extractor, check_guide, feature_stride, guide_matrices, guided_term, min_input_side,
+                        parse_objective)
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
 # Each gradient normalisation's own step on the [-1, 1] scale: the Keras example's for l2 (the gradient scaled to
@@ -56,7 +58,7 @@ class DreamSettings:
             (self.iterations >= 0, f"--iterations must be 0 or more, got {self.iterations}"),
             (self.step is None or (self.step >= 0 and math.isfinite(self.step)),
              f"--step must be a non-negative number, got {self.step}"),
-            (self.strength >= 0 and math.isfinite(self.strength), f"--strength must be 0 or more, got {self.strength}"),
+            (self.strength > 0 and math.isfinite(self.strength), f"--strength must be a positive number, got {self.strength}"),
             (self.base_size >= 0, f"--base-size must be 0 (the frame's own size) or a size in pixels, got {self.base_size}"),
             (self.max_loss is None or self.max_loss > 0, f"--max-loss must be positive, got {self.max_loss}"),
             (self.normalize in ("l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
@@ -68,9 +70,9 @@ class DreamSettings:
                 raise SettingsError(message)
 
     @property
-    def effective_step(self) -> float:
-        """The step actually taken: the given one, or the normalisation's own, times the strength."""
-        return (NORMALIZE_STEPS[self.normalize] if self.step is None else self.step) * self.strength
+    def base_step(self) -> float:
+        """The step at strength 1: the given one, or the normalisation's own."""
+        return NORMALIZE_STEPS[self.normalize] if self.step is None else self.step
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,12 @@ def default_jit_compile() -> bool:
 class Dreamer:
     """Dreams frames with one model and one objective; compiles once per frame shape.
 
-    `jit_compile` compiles the dream with XLA; None picks it per device (default_jit_compile).
+    `jit_compile` compiles the dream with XLA; None picks it per device (default_jit_compile). A `guide` picture,
+    (H, W, 3) uint8, turns each layer's term into the guided term (objective.guided_term) toward its features.
     """
 
     def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *,
-                 jit_compile: bool | None = None):
+                 jit_compile: bool | None = None, guide: np.ndarray | None = None):
         self.loaded = loaded
         self.settings = settings
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
@@ -142,6 +145,14 @@ class Dreamer:
             raise SettingsError(
                 f"--tile-size {settings.tile_size} is too small for this objective: use at least {2 * self.min_side}, or 0 for no tiling"
             )
+        # the terms' weights are read when the dream runs, so reweight() changes the objective without a retrace
+        self.term_weights = tf.Variable([t.weight for t in self.terms], dtype=tf.float32, trainable=False)
+        self.guide = guide
+        self._guides: dict[str, tf.Tensor] | None = None  # layer -> (positions, channels) guide features
+        if guide is not None:
+            check_guide(guide.shape, terms=self.terms, min_side=self.min_side)
+            features = self.extractor(self.loaded.to_input(to_unit(guide)[None]), training=False)
+            self._guides = guide_matrices(features, border=BORDER)
         self.trace_count = 0  # incremented only while tracing: a test checks frames don't retrace
         self.jit_compile = default_jit_compile() if jit_compile is None else jit_compile
         self._graph = tf.function(self._dream_graph, jit_compile=self.jit_compile)
@@ -157,25 +168,31 @@ class Dreamer:
         """Input pixels per activation pixel of the objective's coarsest layer (video mode aligns frames to it)."""
         return feature_stride(self.extractor)
 
-    def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
-              step: float | None = None) -> DreamResult:
-        """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result.
+    def reweight(self, weights: Sequence[float]) -> None:
+        """New weights for the objective's terms, in `terms` order; the compiled dream is kept."""
+        if len(weights) != len(self.terms):
+            raise ValueError(f"{len(weights)} weights for {len(self.terms)} objective terms")
+        self.term_weights.assign([float(w) for w in weights])
 
-        `iterations` and `step` replace the settings' (step as taken: strength included) for this frame.
-        """
-        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, step=step)
+    def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
+              strength: float | None = None) -> DreamResult:
+        """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
+        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength)
         return DreamResult(to_uint8(x), float(loss))
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
-                     step: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device."""
+                     strength: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device.
+
+        `iterations` and `strength` replace the settings' for this call without recompiling.
+        """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
         s = self.settings
         return self._graph(
             tf.convert_to_tensor(x, tf.float32),
             tf.constant(s.iterations if iterations is None else iterations, tf.int32),
-            tf.constant(s.effective_step if step is None else step, tf.float32),
+            tf.constant(s.base_step * (s.strength if strength is None else strength), tf.float32),
             tf.constant(math.inf if s.max_loss is None else s.max_loss, tf.float32),
             tf.constant(seed, tf.int32),
         )
@@ -245,14 +262,17 @@ class Dreamer:
         return img, loss
 
     def _loss(self, img):
-        """Weighted mean squared activation of each objective term, border cropped. img: (H, W, 3)."""
+        """Weighted mean squared activation of each objective term, border cropped (with a guide: the weighted
+        guided terms). img: (H, W, 3)."""
         features = self.extractor(self.loaded.to_input(img[None]), training=False)
         loss = tf.constant(0.0)
-        for term in self.terms:
+        for k, term in enumerate(self.terms):
             act = tf.cast(features[term.layer], tf.float32)[:, BORDER:-BORDER, BORDER:-BORDER, :]
-            if term.channel is not None:
-                act = act[..., term.channel]
-            loss += term.weight * tf.reduce_mean(tf.square(act))
+            if self._guides is not None:
+                value = guided_term(act, self._guides[term.layer])
+            else:
+                value = tf.reduce_mean(tf.square(act if term.channel is None else act[..., term.channel]))
+            loss += self.term_weights[k] * value
         return loss
 
     def _gradients(self, img, seed, backoff):

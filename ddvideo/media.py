@@ -255,6 +255,21 @@ def read_image(path: PathLike) -> np.ndarray:
     return _to_rgb8(np.asarray(image))
 
 
+def _image_extension(p: Path) -> str:
+    ext = p.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise OutputError(
+            f"cannot write image {p}: unknown extension {ext or '(none)'!r}; use one of {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    return ext
+
+
+def check_image_output(path: PathLike) -> None:
+    """Raise OutputError unless write_image could write `path`: an image extension in a writable folder."""
+    _image_extension(Path(os.fspath(path)))
+    check_writable(path)
+
+
 def write_image(path: PathLike, frame: np.ndarray, *, fast: bool = False) -> None:
     """Write a uint8 (H, W, 3) RGB frame atomically; the format follows the extension (png, jpg, webp, bmp, tif).
 
@@ -262,11 +277,7 @@ def write_image(path: PathLike, frame: np.ndarray, *, fast: bool = False) -> Non
     of 61 ms, 20 % larger).
     """
     p = Path(os.fspath(path))
-    ext = p.suffix.lower()
-    if ext not in IMAGE_EXTENSIONS:
-        raise OutputError(
-            f"cannot write image {p}: unknown extension {ext or '(none)'!r}; use one of {', '.join(IMAGE_EXTENSIONS)}"
-        )
+    ext = _image_extension(p)
     frame = _check_frame(frame, what="image")
     options = {"quality": 95} if ext in (".jpg", ".jpeg", ".webp") else {}
     if fast and ext == ".png":

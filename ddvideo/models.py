@@ -167,7 +167,7 @@ class _Folded(keras.layers.Layer):
 
 def dreaming_copy(loaded: LoadedModel, dtype: str = "float32", *, keep: frozenset[str] = frozenset()) -> LoadedModel:
     """`loaded` as the dream runs it: each inference batch norm folded into the convolution that feeds it, and
-    every layer computing in `dtype` (built once per dtype and `keep`).
+    every layer computing in `dtype` (built once per dtype and the part of `keep` that changes what is folded).
 
     Folding computes the same function with two fewer elementwise passes per convolution, forward and backward.
     A convolution named in `keep` is left unfolded, so an objective on it still sees its own output. Layer names
@@ -177,10 +177,11 @@ def dreaming_copy(loaded: LoadedModel, dtype: str = "float32", *, keep: frozense
     if dtype not in PRECISIONS:
         raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {dtype!r}")
     copies = _COPIES.setdefault(loaded.model, {})
-    key = (dtype, keep)
+    # objectives on other layers (InceptionV3's mixed blocks, say) fold the same: they share one copy
+    key = (dtype, keep & _fold_members(loaded.model))
     if key not in copies:
         try:
-            copies[key] = _rebuild(loaded.model, dtype, keep)
+            copies[key] = _rebuild(loaded.model, dtype, key[1])
         except Exception as exc:  # subclassed models and custom layers keras cannot rebuild from their config
             if dtype != "float32":
                 raise ModelError(f"cannot run {loaded.name} in {dtype} ({_first_line(exc)}); use --precision float32") from None
@@ -198,6 +199,16 @@ def _foldable(model: keras.Model, keep: frozenset[str]) -> dict[str, keras.layer
         if type(conv) is keras.layers.Conv2D and conv.name not in keep and len(conv._outbound_nodes) == 1:
             pairs[conv.name] = layer
     return pairs
+
+
+def _fold_members(model: keras.Model) -> frozenset[str]:
+    """Names of the convolutions and batch norms that fold together when nothing is kept (none for a model whose
+    graph cannot be read: it is not rebuilt either)."""
+    try:
+        pairs = _foldable(model, frozenset())
+    except Exception:  # subclassed models and custom layers
+        return frozenset()
+    return frozenset(name for conv, norm in pairs.items() for name in (conv, norm.name))
 
 
 def _rebuild(model: keras.Model, dtype: str, keep: frozenset[str]) -> keras.Model:

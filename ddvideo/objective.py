@@ -1,4 +1,5 @@
-"""The dream objective as data: weighted layers and channels, parsed from text and checked against a model."""
+"""The dream objective as data: weighted layers and channels, parsed from text and checked against a model, and the
+guided term that pulls features toward a guide picture's."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import math
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 
-from .errors import SettingsError
+from .errors import InputError, SettingsError
 from .models import LoadedModel
 
 PRESETS: dict[str, str] = {
@@ -100,3 +102,41 @@ def feature_stride(extractor: keras.Model, *, side: int = 1024) -> int:
     shapes = extractor.compute_output_shape((1, side, side, 3))
     smallest = min(s[1] for s in shapes.values())
     return 2 ** max(0, round(math.log2(side / smallest)))
+
+
+# -- guided dreams (Google's DeepDream notebook) ------------------------------------------------------
+def check_guide(guide_shape: tuple[int, ...], *, terms: tuple[Term, ...], min_side: int) -> None:
+    """Raise unless the objective can be guided (whole layers) and a (H, W, ...) guide gives every layer features."""
+    channels = [t.key for t in terms if t.channel is not None]
+    if channels:
+        raise SettingsError(f"--guide matches whole layers, not channels: drop the channel from {', '.join(channels)}")
+    height, width = guide_shape[:2]
+    if min(height, width) < min_side:
+        raise InputError(
+            f"--guide: the guide picture is {width}x{height}, too small for this objective: both sides must be at "
+            f"least {min_side} px; give a larger guide or earlier layers"
+        )
+
+
+def guide_matrices(features: dict[str, tf.Tensor], *, border: int) -> dict[str, tf.Tensor]:
+    """Layer -> (positions, channels) float32 feature vectors of the guide, from its (1, h, w, C) activations,
+    cropped by `border` like the frame's."""
+    return {
+        layer: tf.reshape(tf.cast(act, tf.float32)[:, border:-border, border:-border, :], [-1, act.shape[-1]])
+        for layer, act in features.items()
+    }
+
+
+def guided_term(act: tf.Tensor, guide: tf.Tensor) -> tf.Tensor:
+    """The guided objective at one layer: each feature vector of the frame is matched to the guide vector with the
+    largest dot product, and those best dot products are averaged.
+
+    act: (1, h, w, C) frame features, border cropped; guide: (n, C). The mean over positions and the division by
+    C put the term on the plain objective's scale (were the frame its own guide, each position's best match would
+    be at least its mean squared activation, the plain term), so --max-loss and layer weights keep their meaning.
+    The gradient of the max is the best-matching guide vector, as in the notebook.
+    """
+    channels = act.shape[-1]
+    x = tf.reshape(tf.cast(act, tf.float32), [-1, channels])  # (frame positions, C)
+    dots = tf.matmul(x, guide, transpose_b=True)  # (frame positions, guide positions)
+    return tf.reduce_mean(tf.reduce_max(dots, axis=1)) / channels

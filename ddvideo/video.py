@@ -11,6 +11,7 @@ import numpy as np
 from .dream import Dreamer, DreamResult
 from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
+from .guide import guide_record
 from .media import VideoReader
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
 from .transforms import grid_canvas
@@ -103,7 +104,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
         total = reader.n_frames if stop is None else min(stop, reader.n_frames)
         record = settings_record(mode="video", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
                                  flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup,
-                                 **({"continues": True} if previous is not None else {}))
+                                 **guide_record(dreamer.guide), **({"continues": True} if previous is not None else {}))
         start_time = clip.start + first / reader.fps
         end_time = clip.end if stop is None else clip.start + stop / reader.fps
         with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
@@ -122,7 +123,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     result = _first_dream(frame, dream=dream, dreamer=dreamer)
                 else:
                     result = dream(blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame),
-                                   step=dreamer.settings.effective_step * VIDEO_STEP_SHARE)
+                                   strength=dreamer.settings.strength * VIDEO_STEP_SHARE)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

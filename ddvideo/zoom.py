@@ -12,6 +12,7 @@ import numpy as np
 
 from .dream import Dreamer
 from .errors import SettingsError
+from .guide import guide_record
 from .media import read_image
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, settings_record
 from .transforms import fill_size, resize_to_fit, zoom_frame, zoom_matrix
@@ -205,7 +206,7 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
     height, width = start.shape[:2]
     dreamer.octaves(height, width)  # a frame the model cannot take fails here, before any output exists
     record = settings_record(mode="zoom", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
-                             zoom=zoom, output=out, seed=run.seed)
+                             zoom=zoom, output=out, seed=run.seed, **guide_record(dreamer.guide))
     dream_seconds, dreamed = 0.0, 0
     with Render(output, fps=zoom.fps, size=(width, height), settings=record, run=run, out=out,
                 total=zoom.frames, progress=progress) as render:

@@ -31,7 +31,7 @@ from ddvideo.batch import (
 from ddvideo.cli import main
 from ddvideo.errors import SettingsError
 from ddvideo.flow import FlowSettings
-from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, join_segments, probe_video
+from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, join_segments, probe_video, write_image
 from ddvideo.metrics import warping_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +201,33 @@ flow = "magic"
     assert main(["batch", str(path)]) == 1  # the CLI: one error, exit 1, nothing made
     assert "5 problems, nothing was started" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "jobs.toml"]
+
+
+def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
+    os.symlink(clip, tmp_path / "in.mp4")
+    (tmp_path / "guides").mkdir()
+    write_image(str(tmp_path / "guides" / "stripes.png"), textured_image(120, 120, seed=4))
+    write_image(str(tmp_path / "small.png"), textured_image(60, 60, seed=4))
+    (tmp_path / "notes.png").write_text("not a picture")
+    jobs = """
+[[job]]
+input = "in.mp4"
+output = "{name}.mp4"
+guide = "{guide}"
+"""
+    path = write_manifest(tmp_path, jobs.format(name="a", guide="guides/stripes.png"), defaults=DEFAULTS + 'guide = "missing.png"\n')
+    job, = load_manifest(path).jobs  # the job's guide replaces the default one; relative to the manifest's folder
+    assert f"--guide={tmp_path / 'guides' / 'stripes.png'}" in job.argv
+    path = write_manifest(tmp_path, "".join(jobs.format(name=n, guide=g) for n, g in
+                                            (("a", "missing.png"), ("b", "notes.png"), ("c", "small.png"))))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{path}:12: job 1: --guide: input not found: {tmp_path / 'missing.png'}")
+    assert problems[1].startswith(f"{path}:17: job 2: --guide: not a readable image: {tmp_path / 'notes.png'}")
+    # mixed3 of the defaults' objective needs 107 px
+    assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 60x60, too small for this objective")
 
 
 # -- running -------------------------------------------------------------------------------------------

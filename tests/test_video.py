@@ -144,10 +144,10 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
     render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer)
     assert [kw["seed"] for kw in calls] == list(range(12))  # one dream per frame
-    full = dreamer.settings.effective_step
     first = FIRST_FRAME_FACTOR * dreamer.settings.iterations
-    assert calls[0].get("iterations") == first and calls[0].get("step") is None  # a still's dream
-    assert all(kw.get("iterations") is None and kw["step"] == pytest.approx(full * VIDEO_STEP_SHARE) for kw in calls[1:])
+    assert calls[0].get("iterations") == first and calls[0].get("strength") is None  # a still's dream
+    share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step
+    assert all(kw.get("iterations") is None and kw["strength"] == pytest.approx(share) for kw in calls[1:])
 
 
 def test_no_audio_option_and_silent_source(clips, tmp_path, capsys):

@@ -70,7 +70,8 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
 
     Each job's table (over [defaults]) becomes the argv of its subcommand and is parsed by the CLI's own parser,
     so unknown keys, types and choices fail as they would on the command line; inputs must exist, video inputs
-    must be readable, outputs must be writable and distinct, and the objective's layers must be in the model.
+    must be readable, outputs must be writable and distinct, the objective's layers must be in the model, and a
+    guide must be a readable picture large enough for those layers.
     """
     shown = os.fspath(path)
     full = os.path.abspath(shown)
@@ -298,7 +299,7 @@ class _Checker:
                 bad(key, origin, f"{key} takes a value (see `ddvideo {mode} --help`), not {str(value).lower()}")
                 continue
             text = str(value)
-            if dest == "work_dir" or (dest == "weights" and text not in ("imagenet", "none")) \
+            if dest in ("work_dir", "guide") or (dest == "weights" and text not in ("imagenet", "none")) \
                     or (dest == "model" and text.endswith(".keras")):
                 text = values[dest] = _path(self.base, text)
             args.append((key, origin, f"{flag}={text}"))
@@ -362,6 +363,14 @@ class _Checker:
                     frames, fps = reader.n_frames, reader.fps
                 except DDVideoError as exc:
                     bad(*key_of("input"), str(exc))
+        guide = None
+        if opts.get("guide"):
+            from ..guide import read_guide
+
+            try:
+                guide = read_guide(opts["guide"])
+            except DDVideoError as exc:
+                bad(*key_of("guide"), str(exc))
         ext = os.path.splitext(output.rstrip("/\\"))[1].lower()
         folder = output.endswith(("/", os.sep)) or not ext
         if mode == "image" and ext not in IMAGE_EXTENSIONS:
@@ -374,14 +383,22 @@ class _Checker:
         except OutputError as exc:
             bad(*key_of("output"), str(exc))
         if not failed & {model_settings, dream_settings}:  # else the model or objective is reported already
-            from ..objective import build_extractor, parse_objective
+            from ..dream import BORDER
+            from ..objective import build_extractor, check_guide, min_input_side, parse_objective
 
             try:
                 loaded = _layer_model(opts["model"])
                 spec = opts.get("layers") or opts.get("preset") or loaded.default_layers
-                build_extractor(loaded, parse_objective(spec))
+                terms = parse_objective(spec)
+                extractor = build_extractor(loaded, terms)
             except DDVideoError as exc:
                 bad(*key_of("layers" if opts.get("layers") else "preset"), str(exc))
+            else:
+                if guide is not None:
+                    try:
+                        check_guide(guide.shape, terms=terms, min_side=min_input_side(extractor, border=BORDER))
+                    except DDVideoError as exc:
+                        bad(*key_of("guide"), str(exc))
         segmentable = mode == "video" and not folder and ext in SEGMENT_CONTAINERS
         segments = entries.get("segments", (None, None, None))[2]
         if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int) or segments < 1):
