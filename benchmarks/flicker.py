@@ -82,8 +82,8 @@ def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
 def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSettings, DreamSettings]]:
     return {
         "video defaults (residual carried)": (FlowSettings(), video),
-        "whole frame carried (earlier default)": (FlowSettings(carry="frame", blend=0.3), replace(video, iterations=3)),
-        "plain blend": (FlowSettings(method="none", carry="frame", blend=0.3), replace(video, iterations=3)),
+        "whole frame carried (blend 0.3, 3 iterations)": (FlowSettings(carry="frame", blend=0.3), replace(video, iterations=3)),
+        "plain blend (0.3, 3 iterations)": (FlowSettings(method="none", carry="frame", blend=0.3), replace(video, iterations=3)),
         "independent frames (still settings)": (FlowSettings(method="none", blend=1.0), still),
     }
 

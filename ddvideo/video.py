@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .dream import Dreamer, DreamResult
+from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
 from .guide import guide_record
@@ -23,8 +23,9 @@ from .transforms import grid_canvas
 # (1.27) than two (1.15) at a similar strength.
 VIDEO_ITERATIONS = 2
 VIDEO_STEP_SHARE = 0.3
-# The first frame of a chain is dreamed as a still: this many times a frame's iterations (30 at the defaults, as
-# `ddvideo image`) at the full step, so the video opens at a still dream's strength, which the carried residual keeps.
+# The first frame of a chain is dreamed as a still, with this many times a frame's iterations up to a still's
+# (30 at the defaults, as `ddvideo image`) at the full step: the video opens at a still dream's strength, which the
+# carried residual keeps.
 FIRST_FRAME_FACTOR = 15
 
 
@@ -86,8 +87,13 @@ def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dr
 
 
 def _first_dream(frame: np.ndarray, *, dream: Dream, dreamer: Dreamer) -> DreamResult:
-    """Dream the first frame of a chain as a still: FIRST_FRAME_FACTOR times the iterations, at the full step."""
-    return dream(frame, iterations=FIRST_FRAME_FACTOR * dreamer.settings.iterations)
+    """Dream the first frame of a chain as a still, at the full step."""
+    return dream(frame, iterations=first_iterations(dreamer.settings.iterations))
+
+
+def first_iterations(iterations: int) -> int:
+    """Iterations of the first frame of a chain whose other frames take `iterations`."""
+    return max(iterations, min(FIRST_FRAME_FACTOR * iterations, DreamSettings.iterations))
 
 
 def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettings = FlowSettings(),

@@ -17,7 +17,7 @@ from ddvideo.media import ffmpeg_exe, probe_video, read_image, write_image
 from ddvideo.metrics import sharpness, strength
 from ddvideo.preview import PREVIEW_SIZE, preview_path
 from ddvideo.render import RunSettings
-from ddvideo.video import FIRST_FRAME_FACTOR, render_video
+from ddvideo.video import first_iterations, render_video
 
 W, H, N = 128, 96, 16
 STEP = (1.37, 0.45)  # px per frame: sub-pixel, so a bilinear warp blurs a little every frame
@@ -62,7 +62,7 @@ def pan(tmp_path_factory, dreamer) -> dict:
     """The clip, and the dream filmed still: the whole picture dreamed as video mode dreams its first frame."""
     picture = detailed_picture(H + 16, W + 32, seed=5)
     d = tmp_path_factory.mktemp("look")
-    still = dreamer.dream(picture, iterations=FIRST_FRAME_FACTOR * dreamer.settings.iterations).frame
+    still = dreamer.dream(picture, iterations=first_iterations(dreamer.settings.iterations)).frame
     return {"clip": lossless_clip(d / "pan.mkv", filmed(picture)), "filmed": filmed(still)}
 
 

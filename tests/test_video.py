@@ -21,7 +21,7 @@ from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import warping_error
 from ddvideo.transforms import grid_canvas
-from ddvideo.video import FIRST_FRAME_FACTOR, VIDEO_STEP_SHARE, ClipSettings, render_video
+from ddvideo.video import VIDEO_STEP_SHARE, ClipSettings, first_iterations, render_video
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -144,7 +144,8 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
     render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer)
     assert [kw["seed"] for kw in calls] == list(range(12))  # one dream per frame
-    first = FIRST_FRAME_FACTOR * dreamer.settings.iterations
+    first = first_iterations(dreamer.settings.iterations)
+    assert (first_iterations(1), first_iterations(2), first_iterations(30), first_iterations(40)) == (15, 30, 30, 40)
     assert calls[0].get("iterations") == first and calls[0].get("strength") is None  # a still's dream
     share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step
     assert all(kw.get("iterations") is None and kw["strength"] == pytest.approx(share) for kw in calls[1:])
