@@ -213,11 +213,13 @@ def zoom_settings(opts: dict[str, Any]):
 
 def cmd_video(opts: dict[str, Any], progress) -> None:
     from .media import probe_video
+    from .render import check_paths
     from .video import render_video
 
     flow, clip = video_settings(opts)
     run, out = run_settings(opts)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
+    check_paths(opts["output"], run.work_dir, sources=[opts["input"]])
     opts["progress_label"] = rate_label(info, fps=clip.fps)
     summary = render_video(opts["input"], opts["output"], dreamer=make_dreamer(opts), flow=flow, clip=clip,
                            out=out, run=run, progress=progress)
@@ -235,11 +237,13 @@ def rate_label(info, *, fps: float | None) -> str:
 
 
 def cmd_zoom(opts: dict[str, Any], progress) -> None:
+    from .render import check_paths
     from .zoom import render_zoom, start_frame
 
     zoom = zoom_settings(opts)
     run, out = run_settings(opts)
     start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
+    check_paths(opts["output"], run.work_dir, sources=[opts["input"]])
     render_zoom(opts["input"], opts["output"], dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run,
                 progress=progress)
 

@@ -143,9 +143,10 @@ def check_not_source(path: PathLike, sources: Sequence[PathLike | None], *, what
             how = "the input file" if same_name else f"the input {source} through a symbolic link"
         elif target.exists() and real.exists() and os.path.samefile(target, real):
             how = f"a hard link to the input {source}"
-        elif real.is_relative_to(target):
-            raise OutputError(f"{what} {path} holds the input {source}, which writing it could replace or remove; "
-                              f"choose a {what} outside the input's folder")
+        elif any(inside.is_relative_to(folder) for inside in (real, Path(os.path.abspath(os.fspath(source))))
+                 for folder in (target, Path(os.path.abspath(os.fspath(path))))):  # a link counts where it lies
+            raise OutputError(f"{what} {path} holds the input {source}, which could be replaced or removed with it; "
+                              f"choose a {what} that does not hold the input")
         elif target.is_relative_to(real):
             raise OutputError(f"{what} {path} lies inside the input {source}, which is a file; "
                               f"choose another {what} path")

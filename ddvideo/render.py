@@ -47,8 +47,10 @@ def default_work_dir(output: str) -> str:
     return os.path.abspath(output.rstrip("/\\")) + ".ddwork"
 
 
-def check_paths(output: str, work_dir: str, *, sources: Sequence[str | None]) -> None:
-    """Raise OutputError if the output or the work folder could replace or remove a source, or each other."""
+def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | None]) -> None:
+    """Raise OutputError if the output or the work folder (None: the default one) could replace or remove a source,
+    or each other."""
+    work_dir = work_dir or default_work_dir(output)
     check_not_source(output, sources)
     check_not_source(work_dir, sources, what="work folder")
     work, out = (os.path.realpath(p.rstrip("/\\") or os.sep) for p in (work_dir, output))

@@ -421,10 +421,10 @@ class _Checker:
                     break  # the same output means the same work folder too: say it once
             else:
                 for other, source in inputs:
-                    if other is target:
+                    if source == target[5]:
                         continue  # its own input: checked with the job
                     try:
-                        check_paths(output, work_dir or default_work_dir(output), sources=[source])
+                        check_paths(output, work_dir, sources=[source])
                     except OutputError as exc:
                         self.problem(line, label, f"{exc} (the input of {_where(other)})")
                         break
