@@ -321,9 +321,9 @@ class VideoInfo:
     """What ffmpeg says about a video file, with the timing read from its packets (demuxed, not decoded).
 
     `fps` is the constant rate the clip is read at: the source's own rate for a constant-rate clip; for a
-    variable-rate clip (phones drop frames in low light) its nominal rate (ffmpeg's tbr, e.g. 30), so a frame
-    is repeated where the camera skipped one, unless that is more than twice the mean rate (a screen recording
-    that only records changes): then the mean rate.
+    variable-rate clip (phones drop frames in low light) its nominal rate, the rate of its usual interval
+    between frames (e.g. 30), so a frame is repeated where the camera skipped one, unless that is more than
+    twice the mean rate (a screen recording that only records changes): then the mean rate.
     """
 
     path: Path
@@ -381,16 +381,19 @@ class _Timing:
     """The video stream's timing, from its packets' timestamps."""
 
     frames: int  # packets shown (an edit list marks the ones it hides as discarded)
-    start: float | None  # seconds from the file's start to the first shown frame
-    duration: float | None  # first shown frame to the end of the last
-    longest: float  # longest interval between frames (the last one: its duration)
-    variable: bool  # intervals differ by more than a timestamp's rounding
-    truncated: bool  # the demuxer hit the end of the file inside data its index announces: a cut-off download
+    start: float | None = None  # seconds from the file's start to the first shown frame
+    duration: float | None = None  # first shown frame to the end of the last
+    step: float | None = None  # the usual interval between frames, seconds (the mean of those near the median)
+    longest: float | None = None  # longest interval between frames (the last one: its duration)
+    variable: bool = False  # intervals differ by more than a timestamp's rounding
+    truncated: bool = False  # the demuxer hit the end of the file inside data its index announces: a cut-off file
 
 
 _PACKET = re.compile(r"^\d+,\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*\d+,\s*0x[0-9a-fA-F]+(?:, F=0x([0-9a-fA-F]+))?", re.M)
 _DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: a packet decoded only to reach the frames an edit list shows
 _NOPTS = -(2**63)
+_COMMON_RATES = (Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50, Fraction(60000, 1001), 60, 90,
+                 100, 120, 240)
 
 
 def _read_timing(p: Path) -> _Timing | None:
@@ -404,31 +407,52 @@ def _read_timing(p: Path) -> _Timing | None:
     base = re.search(r"^#tb 0: (\d+)/(\d+)", result.stdout, re.M)
     if base is None:
         return None
-    tb = int(base[1]) / int(base[2])
     # (dts, pts, duration) of the packets shown
     packets = [(int(m[1]), int(m[2]), int(m[3])) for m in _PACKET.finditer(result.stdout)
                if not int(m[4] or "0", 16) & _DISCARD]
     truncated = ": partial file" in result.stderr
     known = [pts for _, pts, _ in packets if pts != _NOPTS]
-    if len(known) < len(packets):  # MPEG-PS stamps only some packets: take the spacing from the decode times
-        if any(dts == _NOPTS for dts, _, _ in packets) or not known:
-            return _Timing(len(packets), None, None, 0.0, False, truncated)
-        shown = sorted((dts, duration) for dts, _, duration in packets)
-        first = min(known)
-    else:
+    if len(known) == len(packets):
         shown = sorted((pts, duration) for _, pts, duration in packets)
-        first = shown[0][0] if shown else 0
+    elif known and all(dts != _NOPTS for dts, _, _ in packets):  # MPEG-PS stamps only some packets with a pts:
+        shown = sorted((dts, duration) for dts, _, duration in packets)  # the spacing comes from the decode times
+    else:
+        return _Timing(len(packets), truncated=truncated)
     if not shown:
-        return _Timing(0, None, None, 0.0, False, truncated)
+        return _Timing(0, truncated=truncated)
+    return _spacing(shown, first=min(known), tb=Fraction(int(base[1]), int(base[2])), truncated=truncated)
+
+
+def _spacing(shown: list[tuple[int, int]], *, first: int, tb: Fraction, truncated: bool) -> _Timing:
+    """Timing of sorted (time, duration) pairs in units of `tb`; `first` is the first frame's presentation time."""
     times = [t for t, _ in shown]
     steps = [b - a for a, b in zip(times, times[1:])]
-    typical = sorted(steps)[len(steps) // 2] if steps else 0
-    last = shown[-1][1] or typical  # a last packet without a duration is shown for a typical interval
+    median = sorted(steps)[len(steps) // 2] if steps else 0
+    last = shown[-1][1] or median  # a last packet without a duration is shown for a usual interval
     # a constant-rate stream in a millisecond time base steps 33, 33, 34 ms: allow one tick, or 5 %, either way
-    variable = any(abs(step - typical) > max(1, typical // 20) for step in steps)
-    longest = max(steps + [last])
-    duration = (times[-1] + last - times[0]) * tb if last else None
-    return _Timing(len(shown), first * tb, duration, longest * tb, variable, truncated)
+    tolerance = max(1, median // 20)
+    usual = [step for step in steps if abs(step - median) <= tolerance]
+    return _Timing(
+        frames=len(shown),
+        start=float(first * tb),
+        duration=float((times[-1] + last - times[0]) * tb) if last else None,
+        step=float(sum(usual) * tb / len(usual)) if usual else None,
+        longest=float(max(steps + [last]) * tb),
+        variable=len(usual) < len(steps),
+        truncated=truncated,
+    )
+
+
+def _nominal_rate(step: float | None, tbr: float) -> float:
+    """The rate of a clip's usual frame interval: ffmpeg's tbr where it agrees (it is exact: 29.97...), else a
+    common rate within 0.5 %, else the interval's own rate. tbr alone when the interval is not known."""
+    if not step:
+        return tbr
+    rate = 1 / step
+    if tbr and abs(tbr - rate) <= 0.01 * rate:
+        return tbr
+    common = min(_COMMON_RATES, key=lambda r: abs(r - rate))
+    return float(common) if abs(common - rate) <= 0.005 * rate else rate
 
 
 def _constant_rate(*, header_fps: float, nominal: float, mean: float, variable: bool) -> float:
@@ -457,8 +481,9 @@ def probe_video(path: PathLike) -> VideoInfo:
     width, height = int(size[1]), int(size[2])
     if round(header.rotation) % 180 == 90:  # ffmpeg rotates while decoding, so frames come out transposed
         width, height = height, width
-    header_fps, nominal = (_header_rate(header.video, unit) for unit in ("fps", "tbr"))
+    header_fps, tbr = (_header_rate(header.video, unit) for unit in ("fps", "tbr"))
     timing = _read_timing(p)
+    nominal = _nominal_rate(timing.step if timing else None, tbr)
     n_frames = timing.frames if timing else None
     duration = timing.duration if timing and timing.duration else header.duration
     if n_frames is None and duration and (header_fps or nominal):

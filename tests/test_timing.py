@@ -103,6 +103,15 @@ def test_probe_reads_a_variable_rate_at_its_nominal_rate(vfr: Path, tmp_path: Pa
     assert not steady.variable and steady.fps == steady.mean_fps == RATE and steady.n_frames == 60
 
 
+def test_nominal_rate_comes_from_the_frame_spacing(vfr: Path, tmp_path: Path) -> None:
+    """Matroska stores no frame rate: ffmpeg's guess (tbr) for this clip in mkv is its mean, 18.5 fps."""
+    mkv = tmp_path / "vfr.mkv"
+    ffmpeg("-i", str(vfr), "-c", "copy", str(mkv))
+    info = probe_video(mkv)
+    assert info.variable and info.fps == RATE and info.n_frames == 37
+    assert times(mkv) == pytest.approx([shown(k / RATE) for k in range(60)], abs=0.3 / RATE)
+
+
 def test_reader_repeats_the_frame_on_screen_through_a_gap(vfr: Path) -> None:
     coded = times(vfr)
     assert len(coded) == 60  # 2 s at 30 fps, as long as the source
