@@ -937,14 +937,15 @@ class VideoWriter:
 
     def _run_mux(self, audio_args: list[str]) -> subprocess.CompletedProcess:
         # the audio is cut to the video's length; a shorter audio track just ends early (no -shortest,
-        # which would cut the video to the audio instead)
+        # which would cut the video to the audio instead). The output's -t cuts an audio track that starts
+        # after the video where the video ends, too (the input's -t counts from the audio's own start there).
         length = self.frames_written / self.fps
         if self.audio_end is not None:
             length = min(length, self.audio_end - self.audio_start)
         trim = ["-ss", f"{self.audio_start:.6f}"] if self.audio_start > 0 else []
         args = ["-v", "error", "-y", "-i", str(self._video_tmp),
                 *trim, "-t", f"{length:.6f}", "-i", str(self.audio_from),
-                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_args,
+                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_args, "-t", f"{length:.6f}",
                 *_faststart(self.kind), str(self._target.tmp)]  # fmt: skip
         try:
             return _run_ffmpeg(args, timeout=FINISH_TIMEOUT_S)
@@ -981,7 +982,7 @@ def join_segments(
         if audio_from is not None:
             length = ["-t", f"{duration:.6f}"] if duration else []
             inputs += ["-ss", f"{audio_start:.6f}", *length, "-i", os.fspath(audio_from)]
-            maps += ["-map", "1:a:0?"]  # `?`: a source without audio gives a file without audio
+            maps += ["-map", "1:a:0?", *length]  # `?`: a source without audio gives a file without audio
         encode = _AUDIO_ENCODE.get(kind, _AUDIO_ENCODE["mp4"])  # AAC, or Opus for WebM
         with atomic_path(output) as tmp:
             for audio_args in (["-c:a", "copy"], encode):

@@ -51,8 +51,10 @@ def times(path: Path, **options) -> list[float]:
 
 
 def audio(path: Path, rate: int = 8000) -> np.ndarray:
+    """The audio track on the file's timeline: silence before a track that starts after 0 s."""
     done = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1",
-                           "-ar", str(rate), "-f", "f32le", "-"], capture_output=True, check=True)
+                           "-af", "aresample=async=1:first_pts=0", "-ar", str(rate), "-f", "f32le", "-"],
+                          capture_output=True, check=True)
     return np.frombuffer(done.stdout, np.float32)
 
 
@@ -164,23 +166,30 @@ def late(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int,
     ffmpeg("-i", str(whole), "-c", "copy", "-output_ts_offset", "1.5", str(d / "offset.ts"))
     # the video starts 0.4 s after the audio: its first frame goes with the audio's 0.4 s
     ffmpeg("-itsoffset", "0.4", "-i", str(whole), "-i", str(whole), "-map", "0:v", "-map", "1:a", "-c", "copy",
-           str(d / "delayed.mkv"))
+           str(d / "late video.mkv"))
+    # the audio starts 0.4 s after the video
+    ffmpeg("-i", str(whole), "-itsoffset", "0.4", "-i", str(whole), "-map", "0:v", "-map", "1:a", "-c", "copy",
+           str(d / "late audio.mkv"))
     # a cut by stream copy: it starts at the keyframe of 0.5 s, and an edit list hides the frames before 0.7 s
     ffmpeg("-ss", "0.7", "-i", str(whole), "-c", "copy", str(d / "cut.mp4"))
-    return {"offset.mp4": (d / "offset.mp4", 60, 0.0), "offset.ts": (d / "offset.ts", 60, 0.0),
-            "delayed.mkv": (d / "delayed.mkv", 60, 0.0), "cut.mp4": (d / "cut.mp4", 39, 0.7)}
+    return {name: (d / name, 39 if name == "cut.mp4" else 60, 0.7 if name == "cut.mp4" else 0.0)
+            for name in ("offset.mp4", "offset.ts", "late video.mkv", "late audio.mkv", "cut.mp4")}
 
 
-@pytest.mark.parametrize("name", ["offset.mp4", "offset.ts", "delayed.mkv", "cut.mp4"])
-def test_late_first_timestamp_keeps_frames_duration_and_audio(late, name: str, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(("name", "ext"), [("offset.mp4", ".mp4"), ("offset.ts", ".mp4"), ("late video.mkv", ".mp4"),
+                                           ("late audio.mkv", ".webm"), ("cut.mp4", ".mp4")])
+def test_late_first_timestamp_keeps_frames_duration_and_audio(late, name: str, ext: str, tmp_path: Path,
+                                                              capsys) -> None:
     clip, frames, first = late[name]
     info = probe_video(clip)
     assert info.n_frames == frames and info.duration == pytest.approx(frames / RATE, abs=1e-3)
     assert times(clip)[0] == pytest.approx(first, abs=0.3 / RATE)
-    out = tmp_path / "out.mp4"
+    out = tmp_path / f"out{ext}"
     render(capsys, clip, out)
     assert probe_video(out).n_frames == frames
-    if name == "delayed.mkv":  # the tone, 1 s into the audio, goes with the frame coded 0.6 s
+    if name == "late video.mkv":  # the tone, 1 s into the audio, goes with the frame coded 0.6 s
         check_in_step(out, tone_at=0.6, tone_code=0.6, sound_lacks=0.4)
+    elif name == "late audio.mkv":  # ... with the frame coded 1.4 s; the audio ends with the video (re-encoded)
+        check_in_step(out, tone_at=1.4, tone_code=1.4)
     else:
         check_in_step(out, tone_at=1.0 - first)
