@@ -130,23 +130,41 @@ class FrameStore:
 
     def __init__(self, path: str, settings: dict):
         self.path = path
-        os.makedirs(os.path.join(path, "frames"), exist_ok=True)
         record = os.path.join(path, "settings.json")
+        try:
+            os.makedirs(os.path.join(path, "frames"), exist_ok=True)
+            previous = self._previous(record, settings)
+            if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
+                tmp = record + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(settings, f, indent=2, sort_keys=True)
+                os.replace(tmp, record)
+        except OSError as err:
+            raise OutputError(f"cannot use the work folder {path}: {err.strerror or err}; "
+                              "choose another --work-dir") from err
+
+    def _previous(self, record: str, settings: dict) -> dict | None:
+        """The settings the frames here were made with; refuse frames of other settings, or not made by ddvideo."""
         previous = None
         if os.path.exists(record):
-            with open(record) as f:
-                previous = json.load(f)
+            try:
+                with open(record) as f:
+                    previous = json.load(f)
+            except (ValueError, UnicodeDecodeError):
+                previous = []
+            if not isinstance(previous, dict):
+                raise OutputError(f"work folder {self.path} holds a settings.json that ddvideo did not write; "
+                                  "choose another --work-dir")
+        if previous is None and self.finished():  # settings.json is written before the first frame
+            raise OutputError(f"work folder {self.path} holds frames ddvideo did not make (frames/000000.png ...); "
+                              "choose another --work-dir, or move them away")
         if previous is not None and _frame_settings(previous) != _frame_settings(settings) and self.finished():
             changed = "; ".join(_differences(_frame_settings(previous), _frame_settings(settings)))
             raise DDVideoError(
-                f"work folder {path} holds frames of a render with other settings ({changed}): "
+                f"work folder {self.path} holds frames of a render with other settings ({changed}): "
                 f"delete it to start over, or run with the settings it was made with"
             )
-        if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
-            tmp = record + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(settings, f, indent=2, sort_keys=True)
-            os.replace(tmp, record)
+        return previous
 
     def frame_path(self, index: int) -> str:
         return os.path.join(self.path, "frames", f"{index:06d}.png")

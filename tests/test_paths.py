@@ -103,3 +103,30 @@ def test_check_not_source_lets_other_paths_through(tmp_path: Path) -> None:
     check_not_source(tmp_path / "sub" / "frames", [source, None])
     with pytest.raises(OutputError, match="is the input file"):
         check_not_source(tmp_path / "sub" / ".." / "a.mp4", [None, source])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("frames", r"work folder .*work holds frames ddvideo did not make \(frames/000000\.png \.\.\.\); "
+                   r"choose another --work-dir"),
+        ("record", r"work folder .*work holds a settings\.json that ddvideo did not write"),
+        ("file", r"cannot use the work folder .*work: Not a directory; choose another --work-dir"),
+    ],
+)
+def test_work_folder_ddvideo_did_not_make_is_refused(sources, tmp_path: Path, capsys, make: str,
+                                                     message: str) -> None:
+    """A --work-dir that already holds someone's frames would be resumed from, then emptied: refuse it."""
+    work = tmp_path / "work"
+    if make == "file":
+        work.write_text("notes\n")
+    else:
+        (work / "frames").mkdir(parents=True)
+        (work / "frames" / "000000.png").write_bytes(sources["image"].read_bytes())
+        if make == "record":
+            (work / "settings.json").write_text("[1, 2]\n")
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} if work.is_dir() else work.read_bytes()
+    assert main(["video", str(sources["video"]), str(tmp_path / "out.mp4"), "--work-dir", str(work), *FAST]) == 1
+    one_error_line(capsys.readouterr().err, message)
+    after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} if work.is_dir() else work.read_bytes()
+    assert after == before and not (tmp_path / "out.mp4").exists()
