@@ -128,8 +128,9 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
     dreamed = 0
     with VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size) as reader:
         total = reader.n_frames if stop is None else min(stop, reader.n_frames)
-        record = settings_record(mode="video", source=os.path.abspath(source), model=dreamer.loaded.settings, dream=dreamer.settings,
-                                 flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup,
+        record = settings_record(mode="video", source=os.path.abspath(source), model=dreamer.loaded.settings,
+                                 dream=dreamer.settings, flow=flow, clip=clip, output=out, seed=run.seed, first=first,
+                                 stop=stop, warmup=warmup,
                                  **({"continues": True} if previous is not None else {}))
         # the audio's times in the file: frame 0 is the picture at reader.origin
         start_time = reader.origin + first / reader.fps
