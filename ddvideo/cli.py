@@ -228,9 +228,10 @@ def run_settings(opts: dict[str, Any]):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_image(opts: dict[str, Any], progress) -> None:
-    from .media import check_writable, read_image, write_image
+    from .media import check_not_source, check_writable, read_image, write_image
     from .transforms import resize_to_fit
 
+    check_not_source(opts["output"], [opts["input"]])
     check_writable(opts["output"])
     dreamer = make_dreamer(opts)
     frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
@@ -264,6 +265,7 @@ def zoom_settings(opts: dict[str, Any]):
 
 def cmd_video(opts: dict[str, Any], progress) -> None:
     from .media import probe_video
+    from .render import check_paths
     from .video import render_video
 
     flow, clip = video_settings(opts)
@@ -273,14 +275,26 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
         from .preview import preview_clip, preview_path
 
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
-    probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
+    info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
+    check_paths(output, run.work_dir, sources=[opts["input"]])
+    opts["progress_label"] = rate_label(info, fps=clip.fps)
     summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
                            out=out, run=run, progress=progress)
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
 
+def rate_label(info, *, fps: float | None) -> str:
+    """The output frame rate as the progress line states it, and why when the source's rate varies."""
+    if fps is not None:
+        return f"{fps:g} fps (--fps)"
+    if info.variable:
+        return f"{info.fps:.4g} fps (constant; the source's varies, {info.mean_fps:.3g} on average)"
+    return f"{info.fps:.4g} fps"
+
+
 def cmd_zoom(opts: dict[str, Any], progress) -> None:
+    from .render import check_paths
     from .zoom import render_zoom, start_frame
 
     zoom = zoom_settings(opts)
@@ -293,6 +307,7 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
         zoom = preview_zoom(zoom, frame_size=(start.shape[1], start.shape[0]), seconds=opts["preview"])
         output, run = preview_path(output), _preview_run(run)
         start_frame(opts["input"], zoom, seed=run.seed)
+    check_paths(output, run.work_dir, sources=[opts["input"]])
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)
 
 
@@ -374,7 +389,8 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
     def update(index: int, total: int | None, loss: float | None) -> None:
         if not bars:
             unit = "tile" if opts["command"] == "sheet" else "frame"
-            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True))
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                             desc=opts.get("progress_label")))  # set by the command once it knows
         bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total

@@ -109,15 +109,50 @@ def _read_log(log: IO[bytes]) -> str:
 # ---------------------------------------------------------------- paths
 
 
-def check_writable(path: PathLike) -> None:
-    """Raise OutputError unless the folder that will hold `path` exists and is writable; call it before long work."""
+def check_writable(path: PathLike, *, creatable: bool = False) -> None:
+    """Raise OutputError unless the folder that will hold `path` exists and is writable; call it before long work.
+
+    With `creatable`, missing folders are fine if the nearest one above them that exists is writable (the
+    caller makes them, e.g. with os.makedirs, before writing).
+    """
     folder = Path(os.path.abspath(os.fspath(path))).parent
-    if not folder.exists():
+    if creatable:
+        while not folder.exists() and not folder.is_symlink() and folder.parent != folder:
+            folder = folder.parent
+    elif not folder.exists():
         raise OutputError(f"output folder does not exist: {folder}; create it first or choose another output path")
     if not folder.is_dir():
         raise OutputError(f"output folder is not a folder: {folder}; choose another output path")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder is not writable: {folder}; fix its permissions or choose another output path")
+
+
+def check_not_source(path: PathLike, sources: Sequence[PathLike | None], *, what: str = "output") -> None:
+    """Raise OutputError if writing `path` (a file, or a folder it fills) could replace or remove one of `sources`.
+
+    Refused: the same file, also under another name through a symbolic or hard link; a folder that holds a
+    source (a folder of frames is replaced as a whole, a work folder is emptied); a path inside a source.
+    """
+    target = Path(os.path.realpath(os.fspath(path).rstrip("/\\") or os.sep))
+    for source in sources:
+        if source is None:
+            continue
+        real = Path(os.path.realpath(os.fspath(source)))
+        if target == real:
+            same_name = os.path.abspath(os.fspath(path).rstrip("/\\")) == os.path.abspath(os.fspath(source))
+            how = "the input file" if same_name else f"the input {source} through a symbolic link"
+        elif target.exists() and real.exists() and os.path.samefile(target, real):
+            how = f"a hard link to the input {source}"
+        elif any(inside.is_relative_to(folder) for inside in (real, Path(os.path.abspath(os.fspath(source))))
+                 for folder in (target, Path(os.path.abspath(os.fspath(path))))):  # a link counts where it lies
+            raise OutputError(f"{what} {path} holds the input {source}, which could be replaced or removed with it; "
+                              f"choose a {what} that does not hold the input")
+        elif target.is_relative_to(real):
+            raise OutputError(f"{what} {path} lies inside the input {source}, which is a file; "
+                              f"choose another {what} path")
+        else:
+            continue
+        raise OutputError(f"{what} {path} is {how}: writing it would destroy the source; choose another {what} path")
 
 
 class _AtomicTarget:
@@ -294,18 +329,28 @@ def write_image(path: PathLike, frame: np.ndarray, *, fast: bool = False) -> Non
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ffmpeg says about a video file; n_frames is the demuxer's packet count (exact for ordinary files)."""
+    """What ffmpeg says about a video file, with the timing read from its packets (demuxed, not decoded).
+
+    `fps` is the constant rate the clip is read at: the source's own rate for a constant-rate clip; for a
+    variable-rate clip (phones drop frames in low light) its nominal rate, the rate of its usual interval
+    between frames (e.g. 30), so a frame is repeated where the camera skipped one, unless that is more than
+    twice the mean rate (a screen recording that only records changes): then the mean rate.
+    """
 
     path: Path
     width: int  # after the rotation ffmpeg applies when decoding
     height: int
     fps: float
-    n_frames: int
-    duration: float  # seconds, from the container (falls back to n_frames / fps)
+    n_frames: int  # frames the file shows: packets an edit list hides are not counted
+    duration: float  # seconds of video, from its first shown frame to the end of its last
     has_audio: bool
     audio_codec: str | None  # short ffmpeg names: "aac", "ac3", "opus", ...
     video_codec: str | None  # "h264", "vp9", "mpeg4", ...
     truncated: bool = False  # the file ends before the frames its index lists (n_frames counts those present)
+    start: float = 0.0  # seconds from the file's start (where its earliest stream begins) to the first frame
+    mean_fps: float = 0.0  # n_frames / duration
+    variable: bool = False  # the frames are not evenly spaced in time (variable frame rate)
+    longest_frame: float = 0.0  # seconds the longest-shown frame stays on screen
 
 
 @dataclass(frozen=True)
@@ -342,15 +387,92 @@ def _read_header(p: Path) -> _Header:
     )
 
 
-def _count_frames(p: Path) -> tuple[int | None, bool]:
-    """(video packets in the file, found by stream copy (demux only, no decoding), None if ffmpeg fails;
-    whether the demuxer hit the end of the file inside data its index announces: a cut-off download)."""
+@dataclass(frozen=True)
+class _Timing:
+    """The video stream's timing, from its packets' timestamps."""
+
+    frames: int  # packets shown (an edit list marks the ones it hides as discarded)
+    start: float | None = None  # seconds from the file's start to the first shown frame
+    duration: float | None = None  # first shown frame to the end of the last
+    step: float | None = None  # the usual interval between frames, seconds (the mean of those near the median)
+    longest: float | None = None  # longest interval between frames (the last one: its duration)
+    variable: bool = False  # intervals differ by more than a timestamp's rounding
+    truncated: bool = False  # the demuxer hit the end of the file inside data its index announces: a cut-off file
+
+
+_PACKET = re.compile(r"^\d+,\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*\d+,\s*0x[0-9a-fA-F]+(?:, F=0x([0-9a-fA-F]+))?", re.M)
+_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: a packet decoded only to reach the frames an edit list shows
+_NOPTS = -(2**63)
+_COMMON_RATES = (Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50, Fraction(60000, 1001), 60, 90,
+                 100, 120, 240)
+
+
+def _read_timing(p: Path) -> _Timing | None:
+    """List the video packets by stream copy (demux only, no decoding); None if ffmpeg fails."""
+    args = ["-v", "warning", "-i", str(p), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"]
     try:
-        result = _run_ffmpeg(["-i", str(p), "-map", "0:V:0", "-c", "copy", "-f", "null", "-"], timeout=PROBE_TIMEOUT_S)
+        result = subprocess.run(_ffmpeg_cmd(*args), stdin=subprocess.DEVNULL, capture_output=True,
+                                timeout=PROBE_TIMEOUT_S, text=True, errors="replace")
     except subprocess.TimeoutExpired:
-        return None, False
-    counts = re.findall(r"frame=\s*(\d+)", result.stderr)
-    return (int(counts[-1]) if counts else None), ": partial file" in result.stderr
+        return None
+    base = re.search(r"^#tb 0: (\d+)/(\d+)", result.stdout, re.M)
+    if base is None:
+        return None
+    # (dts, pts, duration) of the packets shown
+    packets = [(int(m[1]), int(m[2]), int(m[3])) for m in _PACKET.finditer(result.stdout)
+               if not int(m[4] or "0", 16) & _DISCARD]
+    truncated = ": partial file" in result.stderr
+    known = [pts for _, pts, _ in packets if pts != _NOPTS]
+    if len(known) == len(packets):
+        shown = sorted((pts, duration) for _, pts, duration in packets)
+    elif known and all(dts != _NOPTS for dts, _, _ in packets):  # MPEG-PS stamps only some packets with a pts:
+        shown = sorted((dts, duration) for dts, _, duration in packets)  # the spacing comes from the decode times
+    else:
+        return _Timing(len(packets), truncated=truncated)
+    if not shown:
+        return _Timing(0, truncated=truncated)
+    return _spacing(shown, first=min(known), tb=Fraction(int(base[1]), int(base[2])), truncated=truncated)
+
+
+def _spacing(shown: list[tuple[int, int]], *, first: int, tb: Fraction, truncated: bool) -> _Timing:
+    """Timing of sorted (time, duration) pairs in units of `tb`; `first` is the first frame's presentation time."""
+    times = [t for t, _ in shown]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    median = sorted(steps)[len(steps) // 2] if steps else 0
+    last = shown[-1][1] or median  # a last packet without a duration is shown for a usual interval
+    # a constant-rate stream in a millisecond time base steps 33, 33, 34 ms: allow one tick, or 5 %, either way
+    tolerance = max(1, median // 20)
+    usual = [step for step in steps if abs(step - median) <= tolerance]
+    return _Timing(
+        frames=len(shown),
+        start=float(first * tb),
+        duration=float((times[-1] + last - times[0]) * tb) if last else None,
+        step=float(sum(usual) * tb / len(usual)) if usual else None,
+        longest=float(max(steps + [last]) * tb),
+        variable=len(usual) < len(steps),
+        truncated=truncated,
+    )
+
+
+def _nominal_rate(step: float | None, tbr: float) -> float:
+    """The rate of a clip's usual frame interval: ffmpeg's tbr where it agrees (it is exact: 29.97...), else a
+    common rate within 0.5 %, else the interval's own rate. tbr alone when the interval is not known."""
+    if not step:
+        return tbr
+    rate = 1 / step
+    if tbr and abs(tbr - rate) <= 0.01 * rate:
+        return tbr
+    common = min(_COMMON_RATES, key=lambda r: abs(r - rate))
+    return float(common) if abs(common - rate) <= 0.005 * rate else rate
+
+
+def _constant_rate(*, header_fps: float, nominal: float, mean: float, variable: bool) -> float:
+    """The rate a clip is read at (see VideoInfo): its own rate, or for variable-rate clips the nominal one."""
+    if not variable:
+        return header_fps or nominal or mean
+    if nominal and mean * 0.99 <= nominal <= 2 * mean:
+        return nominal
+    return mean
 
 
 def probe_video(path: PathLike) -> VideoInfo:
@@ -370,20 +492,23 @@ def probe_video(path: PathLike) -> VideoInfo:
     width, height = int(size[1]), int(size[2])
     if round(header.rotation) % 180 == 90:  # ffmpeg rotates while decoding, so frames come out transposed
         width, height = height, width
-    rate = re.search(r"(\d+(?:\.\d+)?)(k?) fps", header.video) or re.search(r"(\d+(?:\.\d+)?)(k?) tbr", header.video)
-    fps = float(rate[1]) * (1000 if rate[2] else 1) if rate else 0.0
-    n_frames, truncated = _count_frames(p)
-    duration = header.duration
-    if header.container == "gif" and n_frames and duration:
-        fps = n_frames / duration  # GIF delays are whole centiseconds; the mean rate is the honest one
-    if n_frames is None and duration and fps:
-        n_frames = round(duration * fps)
+    header_fps, tbr = (_header_rate(header.video, unit) for unit in ("fps", "tbr"))
+    timing = _read_timing(p)
+    nominal = _nominal_rate(timing.step if timing else None, tbr)
+    n_frames = timing.frames if timing else None
+    duration = timing.duration if timing and timing.duration else header.duration
+    if n_frames is None and duration and (header_fps or nominal):
+        n_frames = round(duration * (header_fps or nominal))
     if not n_frames:
         raise InputError(f"not a readable video: {p} (ffmpeg: no video frames found); the file looks empty or corrupt")
-    if fps <= 0:
-        fps = n_frames / duration if duration else 25.0  # ffmpeg's own fallback rate
     if not duration:
-        duration = n_frames / fps
+        duration = n_frames / (header_fps or nominal or 25.0)  # 25: ffmpeg's own fallback rate
+    mean = n_frames / duration
+    variable = bool(timing and timing.variable)
+    if header.container == "gif":  # GIF delays are whole centiseconds; the mean rate is the honest one
+        fps = mean
+    else:
+        fps = _constant_rate(header_fps=header_fps, nominal=nominal, mean=mean, variable=variable)
     return VideoInfo(
         path=p,
         width=width,
@@ -394,8 +519,18 @@ def probe_video(path: PathLike) -> VideoInfo:
         has_audio=header.audio_codec is not None,
         audio_codec=header.audio_codec,
         video_codec=codec[1] if codec else None,
-        truncated=truncated,
+        truncated=bool(timing and timing.truncated),
+        start=timing.start if timing and timing.start else 0.0,
+        mean_fps=mean,
+        variable=variable,
+        longest_frame=timing.longest if timing and timing.longest else 1 / fps,
     )
+
+
+def _header_rate(video: str, unit: str) -> float:
+    """A rate of the `ffmpeg -i` stream line: unit "fps" (the mean ffmpeg saw) or "tbr" (its guess of the base rate)."""
+    rate = re.search(rf"(\d+(?:\.\d+)?)(k?) {unit}\b", video)
+    return float(rate[1]) * (1000 if rate[2] else 1) if rate else 0.0
 
 
 # ---------------------------------------------------------------- reading
@@ -414,14 +549,17 @@ def _even_size(width: int, height: int, max_size: int | None) -> tuple[int, int,
 class VideoReader:
     """Stream a clip as uint8 (H, W, 3) RGB frames through ffmpeg, one frame in memory at a time.
 
-    `start`/`end` (seconds) select a range; `fps` resamples it (ffmpeg's fps filter drops or
-    repeats frames); `max_size` scales the long side down to at most that many pixels. Odd sizes
-    are cropped by one pixel on the right/bottom because yuv420p needs even sizes; after a
-    downscale both sides are rounded down to even numbers instead. `n_frames` is an estimate of
-    the frames the range yields (exact for ordinary constant-rate files); `frames_read` counts
-    what really came out. A file that ends early (truncated or corrupt) stops the iteration
-    cleanly after the last decodable frame and sets `ended_early` to a message; it raises
-    InputError only if not a single frame could be decoded.
+    Frames come at one constant rate, `fps` (the source's, see VideoInfo, or the one given): output
+    frame k is the picture the source shows at `start + k / fps` seconds after its first frame, so a
+    variable-rate clip comes out with a frame repeated where the source skipped one, and as long as
+    the source. `start`/`end` (seconds, from the first frame) select a range; `max_size` scales the
+    long side down to at most that many pixels. Odd sizes are cropped by one pixel on the
+    right/bottom because yuv420p needs even sizes; after a downscale both sides are rounded down to
+    even numbers instead. `n_frames` is the number of frames the range yields (fewer only if the
+    file is damaged); `frames_read` counts what really came out; `origin` is the file time of frame
+    0, where the audio that goes with it starts. A file that ends early (truncated or corrupt) stops
+    the iteration cleanly after the last decodable frame and sets `ended_early` to a message; it
+    raises InputError only if not a single frame could be decoded.
     """
 
     def __init__(
@@ -448,27 +586,26 @@ class VideoReader:
         self.start = float(start)
         self.end = None if end is None else float(end)
         self.fps = float(fps) if fps is not None else self.info.fps
+        self.origin = self.info.start + self.start
         self.width, self.height, self._scaled = _even_size(self.info.width, self.info.height, max_size)
-        self.n_frames = self._expected_frames(resampled=self.fps != self.info.fps)
+        self.n_frames = self._expected_frames()
         self.frames_read = 0
         self.ended_early: str | None = None
         self._frames: Iterator[np.ndarray] | None = None
 
-    def _expected_frames(self, *, resampled: bool) -> int:
-        src = self.info.fps
-        length = self.info.n_frames / src  # the video stream's own length, audio excluded
+    def _expected_frames(self) -> int:
+        length = self.info.duration  # the video stream's own length, audio excluded
         if self.start >= length:
             raise InputError(
                 f"start {self.start:g}s is past the end of {self.info.path}, which is {length:.2f}s long; "
                 "pick a start below that"
             )
-        stop = length if self.end is None else min(self.end, length)
-        if not resampled:  # frames at k / src with start <= k / src < stop
-            n = math.ceil(stop * src - 1e-6) - math.ceil(self.start * src - 1e-6)
-            n = min(n, self.info.n_frames)
-        else:  # the fps filter rounds the range to the nearest output frame
-            n = math.floor((stop - self.start) * self.fps + 0.5)
+        # the fps filter holds the last frame to the end of the video and rounds that end to the nearest frame
+        n = math.floor((length - self.start) * self.fps + 0.5)
+        if self.end is not None and self.end < length:  # frames at start + k / fps < end
+            n = min(n, math.ceil((self.end - self.start) * self.fps - 1e-6))
         if n <= 0:
+            stop = length if self.end is None else min(self.end, length)
             raise InputError(
                 f"the range {self.start:g}s to {stop:g}s of {self.info.path} holds no frames at {self.fps:g} fps; "
                 "widen the range"
@@ -476,21 +613,22 @@ class VideoReader:
         return n
 
     def _command(self) -> list[str]:
+        # Seek a little before the range: ffmpeg drops the frames before its seek point, and the frame on
+        # screen at `start` may have begun up to one (variable-rate) frame earlier. The fps filter then
+        # starts its constant-rate grid exactly at `start`.
+        lead = min(self.origin, self.info.longest_frame + 2 / self.fps)
         cmd = _ffmpeg_cmd("-v", "error")
-        if self.start > 0:
-            cmd += ["-ss", f"{self.start:.6f}"]  # input seek: fast, and frame-accurate when decoding
+        if self.origin - lead > 0:
+            cmd += ["-ss", f"{self.origin - lead:.6f}"]  # input seek: fast, and frame-accurate when decoding
+        else:
+            lead = self.origin
         cmd += ["-i", str(self.info.path), "-map", "0:V:0", "-an", "-sn", "-dn"]
-        if self.end is not None:
-            cmd += ["-t", f"{self.end - self.start:.6f}"]
-        filters = []
-        if self.fps != self.info.fps:
-            filters.append(f"fps={_fps_fraction(self.fps)}")
+        filters = [f"fps={_fps_fraction(self.fps)}:start_time={lead:.6f}"]
         if self._scaled:
             filters.append(f"scale={self.width}:{self.height}:flags=area")
         elif (self.width, self.height) != (self.info.width, self.info.height):
             filters.append(f"crop={self.width}:{self.height}:0:0")  # drop the last column/row
-        if filters:
-            cmd += ["-vf", ",".join(filters)]
+        cmd += ["-vf", ",".join(filters), "-fps_mode", "passthrough", "-frames:v", str(self.n_frames)]
         return cmd + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -524,7 +662,7 @@ class VideoReader:
         """After the last frame: raise if nothing decoded, note it if the file ended early."""
         short = self.frames_read < self.n_frames and (code != 0 or bool(log.strip()))
         # a cut-off mp4/mov decodes cleanly up to the cut: the probe saw its index announce more
-        cut = self.info.truncated and (self.end is None or self.end > self.info.n_frames / self.info.fps)
+        cut = self.info.truncated and (self.end is None or self.end > self.info.duration)
         if not (self.frames_read == 0 or stalled or short or cut):
             return
         t = self.start + self.frames_read / self.fps
@@ -810,14 +948,15 @@ class VideoWriter:
 
     def _run_mux(self, audio_args: list[str]) -> subprocess.CompletedProcess:
         # the audio is cut to the video's length; a shorter audio track just ends early (no -shortest,
-        # which would cut the video to the audio instead)
+        # which would cut the video to the audio instead). The output's -t cuts an audio track that starts
+        # after the video where the video ends, too (the input's -t counts from the audio's own start there).
         length = self.frames_written / self.fps
         if self.audio_end is not None:
             length = min(length, self.audio_end - self.audio_start)
         trim = ["-ss", f"{self.audio_start:.6f}"] if self.audio_start > 0 else []
         args = ["-v", "error", "-y", "-i", str(self._video_tmp),
                 *trim, "-t", f"{length:.6f}", "-i", str(self.audio_from),
-                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_args,
+                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_args, "-t", f"{length:.6f}",
                 *_faststart(self.kind), str(self._target.tmp)]  # fmt: skip
         try:
             return _run_ffmpeg(args, timeout=FINISH_TIMEOUT_S)
@@ -854,7 +993,7 @@ def join_segments(
         if audio_from is not None:
             length = ["-t", f"{duration:.6f}"] if duration else []
             inputs += ["-ss", f"{audio_start:.6f}", *length, "-i", os.fspath(audio_from)]
-            maps += ["-map", "1:a:0?"]  # `?`: a source without audio gives a file without audio
+            maps += ["-map", "1:a:0?", *length]  # `?`: a source without audio gives a file without audio
         encode = _AUDIO_ENCODE.get(kind, _AUDIO_ENCODE["mp4"])  # AAC, or Opus for WebM
         with atomic_path(output) as tmp:
             for audio_args in (["-c:a", "copy"], encode):

@@ -8,12 +8,13 @@ import os
 import queue
 import threading
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from .errors import DDVideoError, OutputError
-from .media import VideoWriter, check_writable, read_image, write_image
+from .media import VideoWriter, check_not_source, check_writable, read_image, write_image
 
 T = TypeVar("T")
 
@@ -44,6 +45,18 @@ class RunSettings:
 
 def default_work_dir(output: str) -> str:
     return os.path.abspath(output.rstrip("/\\")) + ".ddwork"
+
+
+def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | None]) -> None:
+    """Raise OutputError if the output or the work folder (None: the default one) could replace or remove a source,
+    or each other."""
+    work_dir = work_dir or default_work_dir(output)
+    check_not_source(output, sources)
+    check_not_source(work_dir, sources, what="work folder")
+    work, out = (os.path.realpath(p.rstrip("/\\") or os.sep) for p in (work_dir, output))
+    if work == out or Path(work).is_relative_to(out):
+        raise OutputError(f"work folder {work_dir} is, or lies inside, the output {output}; "
+                          "choose another --work-dir, or leave it out for OUTPUT.ddwork")
 
 
 def settings_record(**parts: Any) -> dict:
@@ -104,27 +117,54 @@ def _frame_settings(record: dict) -> dict:
     return {key: value for key, value in record.items() if key != "output"}
 
 
+def _differences(old: Any, new: Any, name: str = "") -> list[str]:
+    """'name old -> new' for each setting that differs between two records (dotted names for nested ones)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(set(old) | set(new), key=str)
+                for line in _differences(old.get(key), new.get(key), f"{name}.{key}" if name else str(key))]
+    return [] if old == new else [f"{name} {json.dumps(old)} -> {json.dumps(new)}"]
+
+
 class FrameStore:
     """A work folder of finished frames (000000.png ...) and the settings that made them."""
 
     def __init__(self, path: str, settings: dict):
         self.path = path
-        os.makedirs(os.path.join(path, "frames"), exist_ok=True)
         record = os.path.join(path, "settings.json")
+        try:
+            os.makedirs(os.path.join(path, "frames"), exist_ok=True)
+            previous = self._previous(record, settings)
+            if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
+                tmp = record + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(settings, f, indent=2, sort_keys=True)
+                os.replace(tmp, record)
+        except OSError as err:
+            raise OutputError(f"cannot use the work folder {path}: {err.strerror or err}; "
+                              "choose another --work-dir") from err
+
+    def _previous(self, record: str, settings: dict) -> dict | None:
+        """The settings the frames here were made with; refuse frames of other settings, or not made by ddvideo."""
         previous = None
         if os.path.exists(record):
-            with open(record) as f:
-                previous = json.load(f)
+            try:
+                with open(record) as f:
+                    previous = json.load(f)
+            except (ValueError, UnicodeDecodeError):
+                previous = []
+            if not isinstance(previous, dict):
+                raise OutputError(f"work folder {self.path} holds a settings.json that ddvideo did not write; "
+                                  "choose another --work-dir")
+        if previous is None and self.finished():  # settings.json is written before the first frame
+            raise OutputError(f"work folder {self.path} holds frames ddvideo did not make (frames/000000.png ...); "
+                              "choose another --work-dir, or move them away")
         if previous is not None and _frame_settings(previous) != _frame_settings(settings) and self.finished():
+            changed = "; ".join(_differences(_frame_settings(previous), _frame_settings(settings)))
             raise DDVideoError(
-                f"work folder {path} holds frames of a render with other settings: "
+                f"work folder {self.path} holds frames of a render with other settings ({changed}): "
                 f"delete it to start over, or run with the settings it was made with"
             )
-        if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
-            tmp = record + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(settings, f, indent=2, sort_keys=True)
-            os.replace(tmp, record)
+        return previous
 
     def frame_path(self, index: int) -> str:
         return os.path.join(self.path, "frames", f"{index:06d}.png")
@@ -174,7 +214,10 @@ class Render:
     def __init__(self, output: str, *, fps: float, size: tuple[int, int], settings: dict,
                  run: RunSettings = RunSettings(), out: OutputSettings = OutputSettings(),
                  audio_from: str | None = None, audio_start: float = 0.0, audio_end: float | None = None,
-                 total: int | None = None, progress: Progress | None = None, queue_size: int = 8):
+                 sources: tuple[str | None, ...] = (), total: int | None = None, progress: Progress | None = None,
+                 queue_size: int = 8):
+        work_dir = run.work_dir or default_work_dir(output)
+        check_paths(output, work_dir, sources=(*sources, audio_from))
         check_writable(output)
         self.output = output
         self.total = total
@@ -183,7 +226,7 @@ class Render:
         self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
                                    audio_from=audio_from if out.audio else None,
                                    audio_start=audio_start, audio_end=audio_end)
-        self.store = FrameStore(run.work_dir or default_work_dir(output), settings)
+        self.store = FrameStore(work_dir, settings)
         self.keep_work = run.keep_work
         self.done = self.store.finished()  # frames that need no dreaming
         self._next = self.done

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from .dream import Dreamer, DreamResult, DreamSettings, octave_shapes
+from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import InputError, SettingsError
 from .media import IMAGE_EXTENSIONS, VideoReader, probe_video, read_image
 from .models import BACKBONES, LoadedModel
@@ -184,8 +184,7 @@ class SheetDreamer:
         """Dream (H, W, 3) uint8 `frame` once per entry, in order, every tile with the same seed."""
         height, width = frame.shape[:2]
         for dreamer in self.dreamers:  # a picture too small for one of the tiles fails before any is dreamed
-            s = dreamer.settings
-            octave_shapes(height, width, octaves=s.octaves, scale=s.octave_scale, min_side=dreamer.min_side)
+            dreamer.octaves(height, width)
         results = []
         with _first_traces_expected():
             for index, (dreamer, weights, strength) in enumerate(self._plan):

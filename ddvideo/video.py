@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -80,10 +82,25 @@ def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dr
         if offset is None:
             return dreamer.dream(frame, seed=seed, **options)
         canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
-        result = dreamer.dream(canvas, seed=seed, **options)
+        try:
+            result = dreamer.dream(canvas, seed=seed, **options)
+        except SettingsError as err:
+            raise _in_frame_terms(err, frame=frame, canvas=canvas) from err
         return DreamResult(result.frame[sy : sy + frame.shape[0], sx : sx + frame.shape[1]], result.loss)
 
     return dream
+
+
+def _in_frame_terms(err: SettingsError, *, frame: np.ndarray, canvas: np.ndarray) -> SettingsError:
+    """An error of the dream that names the grid canvas's size, restated for the frame the user asked for: the
+    canvas is the frame plus a margin on each axis, so its minimum side is that margin less for the frame."""
+    outer = f"{canvas.shape[1]}x{canvas.shape[0]}"
+    if outer not in str(err):
+        return err
+    margin = canvas.shape[0] - frame.shape[0]
+    message = str(err).replace(outer, f"{frame.shape[1]}x{frame.shape[0]}")
+    message = re.sub(r"at least (\d+) px", lambda m: f"at least {int(m[1]) - margin} px", message)
+    return SettingsError(message)
 
 
 def _first_dream(frame: np.ndarray, *, dream: Dream, dreamer: Dreamer) -> DreamResult:
@@ -111,13 +128,15 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
     dreamed = 0
     with VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size) as reader:
         total = reader.n_frames if stop is None else min(stop, reader.n_frames)
-        record = settings_record(mode="video", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
-                                 flow=flow, clip=clip, output=out, seed=run.seed, first=first, stop=stop, warmup=warmup,
-                                 **guide_record(dreamer.guide), **({"continues": True} if previous is not None else {}))
-        start_time = clip.start + first / reader.fps
-        end_time = clip.end if stop is None else clip.start + stop / reader.fps
+        record = settings_record(mode="video", source=os.path.abspath(source), model=dreamer.loaded.settings,
+                                 dream=dreamer.settings, flow=flow, clip=clip, output=out, seed=run.seed, first=first,
+                                 stop=stop, warmup=warmup, **guide_record(dreamer.guide),
+                                 **({"continues": True} if previous is not None else {}))
+        # the audio's times in the file: frame 0 is the picture at reader.origin
+        start_time = reader.origin + first / reader.fps
+        end_time = reader.origin + (reader.n_frames if stop is None else stop) / reader.fps
         with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
-                    audio_from=source, audio_start=start_time, audio_end=end_time,
+                    audio_from=source, audio_start=start_time, audio_end=end_time, sources=(source,),
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)

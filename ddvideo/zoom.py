@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -205,10 +206,10 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
     start = start_frame(source, zoom, seed=run.seed)
     height, width = start.shape[:2]
     dreamer.octaves(height, width)  # a frame the model cannot take fails here, before any output exists
-    record = settings_record(mode="zoom", source=source, model=dreamer.loaded.settings, dream=dreamer.settings,
-                             zoom=zoom, output=out, seed=run.seed, **guide_record(dreamer.guide))
+    record = settings_record(mode="zoom", source=source and os.path.abspath(source), model=dreamer.loaded.settings,
+                             dream=dreamer.settings, zoom=zoom, output=out, seed=run.seed, **guide_record(dreamer.guide))
     dream_seconds, dreamed = 0.0, 0
-    with Render(output, fps=zoom.fps, size=(width, height), settings=record, run=run, out=out,
+    with Render(output, fps=zoom.fps, size=(width, height), settings=record, run=run, out=out, sources=(source,),
                 total=zoom.frames, progress=progress) as render:
         prev = render.previous()
         first = render.load(0) if render.done else None  # the loop's tail fades frame 0 back in

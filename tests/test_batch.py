@@ -230,6 +230,67 @@ guide = "{guide}"
     assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 60x60, too small for this objective")
 
 
+def test_a_job_may_not_write_over_an_input(tmp_path: Path, clip: Path) -> None:
+    (tmp_path / "clips").mkdir()
+    os.symlink(clip, tmp_path / "clips" / "in.mp4")
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "clips/in.mp4"
+output = "clips/in.mp4"
+
+[[job]]
+input = "clips/in.mp4"
+output = "out.mp4"
+work_dir = "clips"
+
+[[job]]
+mode = "image"
+input = "a.png"
+output = "new/b.png"
+
+[[job]]
+mode = "image"
+input = "b.png"
+output = "a.png"
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{path}:11: job 1: output {tmp_path / 'clips' / 'in.mp4'} is the input file: "
+                                  "writing it would destroy the source")
+    assert problems[1].startswith(f"{path}:16: job 2: work folder {tmp_path / 'clips'} holds the input")
+    assert problems[2].startswith(f"{path}:23: job 4: output {tmp_path / 'a.png'} is the input file") \
+        and problems[2].endswith("(the input of job 3 (line 18))")
+
+
+def test_batch_makes_the_output_folders_it_needs(tmp_path: Path, clip: Path) -> None:
+    """The README's manifest writes to out/...: folders that do not exist yet are made, not refused."""
+    write_image(tmp_path / "still.png", textured_image(120, 140))
+    (tmp_path / "blocked").write_text("a file where a folder would go\n")
+    path = write_manifest(tmp_path, f"""
+[[job]]
+input = "{clip}"
+output = "out/clips/pan.mp4"
+end = 0.5
+
+[[job]]
+mode = "image"
+input = "still.png"
+output = "out/stills/deeper/still.png"
+""")
+    summary = run_batch(load_manifest(path), gpus=[])
+    assert [(r.status, r.frames) for r in summary.results] == [("done", 6), ("done", 1)], summary.results
+    assert probe_video(tmp_path / "out" / "clips" / "pan.mp4").n_frames == 6
+    assert (tmp_path / "out" / "stills" / "deeper" / "still.png").is_file()
+    blocked = write_manifest(tmp_path, '[[job]]\ninput = "still.png"\nmode = "image"\noutput = "blocked/x.png"\n',
+                             name="blocked.toml")
+    with pytest.raises(ManifestError, match=r"blocked.toml:\d+: job 1: output folder is not a folder: .*blocked"):
+        load_manifest(blocked)
+
+
 # -- running -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_jobs(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> tuple[Path, int]:

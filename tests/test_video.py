@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -276,11 +277,13 @@ def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, caps
     out = tmp_path / "frames"
     with pytest.raises(KeyboardInterrupt):
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=Interrupt(2))
-    with pytest.raises(DDVideoError, match=r"work folder .*frames\.ddwork holds frames of a render with other settings"):
+    # the message names each setting that differs, old -> new
+    with pytest.raises(DDVideoError, match=r"work folder .*frames\.ddwork holds frames of a render with other settings "
+                                           r"\(flow\.blend 0\.3 -> 0\.9\): delete it"):
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=FlowSettings(blend=0.9))
     code, err = run_cli(capsys, clips["pan"], out, *FAST, "--iterations", "2")
     assert code == 1
-    one_error_line(err, r"^ddvideo: error: work folder")
+    one_error_line(err, r"^ddvideo: error: work folder .*other settings \(.*dream\.iterations 1 -> 2[;)]")
     assert not out.exists()
 
 
@@ -289,6 +292,35 @@ def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tm
     with pytest.raises(DDVideoError, match="too small for this model"):
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, clip=ClipSettings(max_size=32))
     assert leftovers(tmp_path, "x") == []
+
+
+def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_path, capsys):
+    """Video frames are dreamed on a canvas a grid step larger (alignment); the error speaks of the frame."""
+    code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "96")
+    assert code == 1
+    line = one_error_line(err, r"frame 96x72 is too small for this model and objective: both sides must be at least "
+                               r"\d+ px; use a larger image or --max-size")
+    minimum = int(re.search(r"at least (\d+) px", line)[1])
+    assert "112x88" not in line and 72 < minimum < 96
+    # and the minimum is true: the smallest frame of the clip's shape with both sides at least that renders
+    short = minimum + minimum % 2  # the reader keeps sizes even
+    code, err = run_cli(capsys, clips["pan"], tmp_path / "ok.mp4", *FAST, "--max-size", str(math.ceil(short * W / H)),
+                        "--end", "0.2")
+    assert (code, err) == (0, [])
+    info = probe_video(tmp_path / "ok.mp4")
+    assert min(info.width, info.height) == short
+
+
+def test_resume_from_another_folder_with_a_relative_path(clips, dreamer, tmp_path, monkeypatch):
+    """The source is recorded by its absolute path: `cd` elsewhere and name it differently, and the render resumes."""
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        render_video(os.path.relpath(clips["pan"]), "../out.mp4", dreamer=dreamer, progress=Interrupt(3))
+    kept = len(os.listdir(tmp_path / "out.mp4.ddwork" / "frames"))
+    monkeypatch.chdir(tmp_path)
+    summary = render_video(os.path.relpath(clips["pan"]), "out.mp4", dreamer=dreamer)
+    assert kept >= 3 and (summary.frames, summary.dreamed) == (N, N - kept)
 
 
 # ---------------------------------------------------------------- bad input

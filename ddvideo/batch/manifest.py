@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import DDVideoError, OutputError, SettingsError
-from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_writable
-from ..render import default_work_dir
+from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_not_source, check_writable
+from ..render import check_paths, default_work_dir
 from .segments import SEGMENT_CONTAINERS, warmup_frames
 
 if sys.version_info >= (3, 11):
@@ -49,6 +49,7 @@ class Job:
     line: int | None  # line of its [[job]] header
     frames: int | None = None  # video jobs: frames the clip yields; None when not known before rendering
     fps: float | None = None
+    origin: float = 0.0  # video jobs: seconds into the input file of the clip's first frame, where its audio starts
     warmup: int = 0  # video jobs: frames a segment starts early so that its blend chain has settled
     segments: int | None = None  # segment count the manifest asks for; None = the batch chooses
     segmentable: bool = False  # a video job whose output container can be joined from segments by stream copy
@@ -165,7 +166,7 @@ class _Checker:
         self.base = os.path.dirname(path)
         self.lines = text.splitlines()
         self.problems: list[tuple[int, str]] = []  # (line, message), reported in line order
-        self.targets: list[tuple] = []  # (index, label, line, output, work folder or None) of every job
+        self.targets: list[tuple] = []  # (index, label, line, output, work folder or None, input) of every job
         self.parser = build_parser()
         self.commands = {name: sub for name, sub in _subcommands(self.parser).items() if name in MODES}
 
@@ -309,7 +310,7 @@ class _Checker:
         if missing:
             return None
         if "output" in values:
-            self.targets.append((index, label, line, values["output"], values.get("work_dir")))
+            self.targets.append((index, label, line, values["output"], values.get("work_dir"), values.get("input")))
         head = [mode, *(values[a.dest] for a in positionals if a.dest in values)]
         for key, origin, arg in args:  # one at a time, so that each bad value is reported on its own line
             try:
@@ -336,7 +337,7 @@ class _Checker:
             return (entry[1], entry[0]) if entry else (None, "job")
 
         frames = fps = clip = None
-        warmup = 0
+        warmup, origin = 0, 0.0
         failed: set = set()
         mode_settings = {"video": [video_settings], "zoom": [zoom_settings]}.get(mode, [])
         builds = [model_settings, dream_settings] + [run_settings] * ("crf" in opts) + mode_settings
@@ -360,7 +361,7 @@ class _Checker:
 
                 try:
                     reader = VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size)
-                    frames, fps = reader.n_frames, reader.fps
+                    frames, fps, origin = reader.n_frames, reader.fps, reader.origin
                 except DDVideoError as exc:
                     bad(*key_of("input"), str(exc))
         guide = None
@@ -378,10 +379,17 @@ class _Checker:
         elif mode != "image" and not folder and ext not in VIDEO_EXTENSIONS:
             bad(*key_of("output"), f"output {output}: unknown extension {ext!r}; use one of "
                                    f"{', '.join(VIDEO_EXTENSIONS)}, or end it in / for a folder of frames")
+        work_dir = os.path.abspath(opts.get("work_dir") or default_work_dir(output))
         try:
-            check_writable(output)
+            check_not_source(output, [source])
+            check_writable(output, creatable=True)  # the batch makes missing output folders
         except OutputError as exc:
             bad(*key_of("output"), str(exc))
+        else:
+            try:
+                check_paths(output, work_dir, sources=[source])
+            except OutputError as exc:
+                bad(*key_of("work_dir" if opts.get("work_dir") else "output"), str(exc))
         if not failed & {model_settings, dream_settings}:  # else the model or objective is reported already
             from ..dream import BORDER
             from ..objective import build_extractor, check_guide, min_input_side, parse_objective
@@ -412,17 +420,33 @@ class _Checker:
             bad(*key_of("name"), f"name must be text in quotes, got {name!r}")
         name = name if isinstance(name, str) else os.path.basename(output.rstrip("/\\"))
         return Job(index=index, name=name, mode=mode, argv=tuple(argv), input=source, output=output,
-                   work_dir=os.path.abspath(opts.get("work_dir") or default_work_dir(output)), line=line,
-                   frames=frames, fps=fps, warmup=warmup, segments=segments, segmentable=segmentable)
+                   work_dir=work_dir, line=line,
+                   frames=frames, fps=fps, origin=origin, warmup=warmup, segments=segments, segmentable=segmentable)
 
     def _check_distinct(self) -> None:
-        """Two jobs writing one output (or one work folder) would overwrite each other's frames."""
+        """Two jobs writing one output (or one work folder) would overwrite each other's frames; a job writing
+        another job's input would change it under that job."""
         seen: dict[tuple[str, str], tuple] = {}
+        inputs = [(target, target[5]) for target in self.targets if target[5]]
         for target in self.targets:
-            index, label, line, output, work_dir = target
+            index, label, line, output, work_dir, _ = target
             for what, path in (("output", output), ("work folder", work_dir or default_work_dir(output))):
                 other = seen.setdefault((what, _same_path(path)), target)
                 if other is not target:
-                    where = f"job {other[0]}" + (f" (line {other[2]})" if other[2] else "")
-                    self.problem(line, label, f"{what} {path} is also written by {where}: give each job its own {what}")
+                    self.problem(line, label, f"{what} {path} is also written by {_where(other)}: "
+                                              f"give each job its own {what}")
                     break  # the same output means the same work folder too: say it once
+            else:
+                for other, source in inputs:
+                    if source == target[5]:
+                        continue  # its own input: checked with the job
+                    try:
+                        check_paths(output, work_dir, sources=[source])
+                    except OutputError as exc:
+                        self.problem(line, label, f"{exc} (the input of {_where(other)})")
+                        break
+
+
+def _where(target: tuple) -> str:
+    """'job N (line L)' of a target of _Checker."""
+    return f"job {target[0]}" + (f" (line {target[2]})" if target[2] else "")

@@ -45,7 +45,7 @@ class _Batch:
         for job in self.manifest.jobs:
             if finished(job.output, job.work_dir):
                 self._finish(job, "skipped", frames=output_frames(job.output))
-            else:
+            elif self._make_output_folder(job):
                 pending.append(job)
         units = []
         for job in pending:
@@ -65,6 +65,17 @@ class _Batch:
         self.units = {unit.key: unit for unit in units}
         self._save()
         return units
+
+    def _make_output_folder(self, job: Job) -> bool:
+        """Create the folder the job's output goes in (the manifest check found where it can be made)."""
+        folder = os.path.dirname(job.output.rstrip("/\\"))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            self._finish(job, "failed", error=f"cannot create the output folder {folder}: {exc.strerror or exc}; "
+                                              "check the path and its permissions")
+            return False
+        return True
 
     def _parts(self, job: Job, segments: int | None, slots: int, pending: int) -> int:
         if not job.segmentable or not job.frames:
@@ -146,13 +157,12 @@ class _Batch:
                    if k in self.unit_results)
 
     def _join(self, job: Job) -> None:
-        from ..cli import build_parser, run_settings, video_settings
+        from ..cli import build_parser, run_settings
 
         segs = self.segments[job.index]
         frames, dreamed = self._segment_sum(job, "frames"), self._segment_sum(job, "dreamed")
         try:
             opts = parse_argv(build_parser(), list(job.argv))
-            _, clip = video_settings(opts)
             run, out = run_settings(opts)
             pieces = []
             for before, seg in zip([None, *segs], segs):
@@ -162,7 +172,7 @@ class _Batch:
                     pieces.append(seg.bridge)
                 pieces.append(seg.main)
             join_segments(pieces, job.output, audio_from=job.input if out.audio else None,
-                          audio_start=clip.start, duration=frames / job.fps)
+                          audio_start=job.origin, duration=frames / job.fps)
         except DDVideoError as exc:
             self._finish(job, "failed", frames=frames, dreamed=dreamed, error=str(exc))
             return
