@@ -119,7 +119,7 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         strips.append(dreamed)
     if keep is not None:
         step = max(1, frames // 6)
-        write_image(keep / f"flicker-{name}.png",
+        write_image(keep / f"flicker-{name.split()[0].replace('/', '-')}.png",
                     np.concatenate([np.concatenate(r[::step][:6], axis=1) for r in strips], axis=0))
     h, w = source[0].shape[:2]
     return f"""### {name}: {frames} frames, {w}x{h} at {fps:g} fps

@@ -83,7 +83,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .flow import FlowSettings
+    from .flow import CARRIES, FlowSettings
     from .objective import PRESETS
     from .video import VIDEO_ITERATIONS
 
@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("coherence")
     g.add_argument("--flow", choices=("dis", "farneback", "none"), default="dis",
                    help="optical flow that carries the previous dream (default dis; none = plain blend)")
-    g.add_argument("--blend", type=float, help=f"weight of the new source frame in each init, 0..1 (default {FlowSettings.blend:g})")
+    g.add_argument("--carry", choices=CARRIES, default=FlowSettings.carry,
+                   help="what moves along the flow: the previous frame's dream on the fresh source frame (residual, "
+                        "the default), or the whole previous output (frame: smears the picture)")
+    g.add_argument("--blend", type=float,
+                   help=f"how much of the carried dream fades each frame, 0..1 (default {FlowSettings.blend:g}); with "
+                        f"--carry frame, the weight of the new source frame")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--no-align", action="store_true",
                    help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
@@ -245,7 +250,7 @@ def video_settings(opts: dict[str, Any]):
     from .flow import FlowSettings
     from .video import ClipSettings
 
-    flow = FlowSettings(method=opts["flow"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
+    flow = FlowSettings(method=opts["flow"], carry=opts["carry"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
                         **({} if opts["blend"] is None else {"blend": opts["blend"]}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
     return flow, clip
