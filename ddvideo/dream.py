@@ -120,6 +120,25 @@ def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def resize_filtered(img: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
+    """(H, W, C) -> (shape, C), bilinear; when shrinking, low-passed first (a Gaussian of sigma 0.5 px per halving
+    of the size), so a large frame shrunk many times shows what a small one would, without aliasing. Separable
+    convolutions rather than tf.image.resize's antialias, which XLA cannot compile."""
+    height, width = int(img.shape[0]), int(img.shape[1])
+    for axis, factor in ((0, height / shape[0]), (1, width / shape[1])):
+        if factor > 1.0:
+            sigma = 0.5 * math.sqrt(factor**2 - 1.0)  # what a box of `factor` px adds beyond the pixel itself
+            radius = max(1, math.ceil(3 * sigma))
+            taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+            kernel = tf.constant(taps / taps.sum(), tf.float32)
+            kernel = tf.reshape(kernel, [-1, 1, 1, 1] if axis == 0 else [1, -1, 1, 1])
+            kernel = tf.tile(kernel, [1, 1, int(img.shape[2]), 1])  # depthwise: each channel on its own
+            pad = [[radius, radius], [0, 0], [0, 0]] if axis == 0 else [[0, 0], [radius, radius], [0, 0]]
+            padded = tf.pad(img, pad, mode="REFLECT" if radius < img.shape[axis] else "SYMMETRIC")
+            img = tf.nn.depthwise_conv2d(padded[None], kernel, strides=[1, 1, 1, 1], padding="VALID")[0]
+    return tf.image.resize(img, shape)
+
+
 def default_jit_compile() -> bool:
     """XLA where it pays: on a GPU. On CPU it measured several times slower than TensorFlow's own kernels."""
     return bool(tf.config.list_physical_devices("GPU"))
@@ -209,18 +228,18 @@ class Dreamer:
         shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
         # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
         # a small frame would show (the Keras example resizes without, and stays exact).
-        antialias = bool(self.settings.base_size)
-        shrunk = tf.image.resize(original, shapes[0], antialias=antialias)
+        resize = resize_filtered if self.settings.base_size else tf.image.resize
+        shrunk = resize(original, shapes[0])
         img = original
         loss = tf.constant(0.0)
         for index, shape in enumerate(shapes):
-            img = tf.image.resize(img, shape, antialias=antialias)
+            img = resize(img, shape)
             steps = iterations
             if self._adds_detail(shape):  # one step per 30: sharpens what the coarser octaves dreamed
                 steps = (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE
             img, loss = self._ascend(img, steps, step * self._step_scale(shape), max_loss, seed * 16 + index)
             # re-inject the detail that shrinking the original lost at this scale
-            same_size = tf.image.resize(original, shape, antialias=antialias)
+            same_size = resize(original, shape)
             img = img + same_size - tf.image.resize(shrunk, shape)
             shrunk = same_size
         return tf.clip_by_value(img, -1.0, 1.0), loss

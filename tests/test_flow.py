@@ -123,11 +123,20 @@ def test_coherent_init_none_is_plain_blend():
     source = np.array([[[200, 0, 100], [255, 255, 255]]], np.uint8)  # (1, 2, 3)
     prev_dream = np.array([[[0, 100, 101], [0, 10, 255]]], np.uint8)
     prev_source = np.zeros_like(source)  # ignored without flow
-    out = coherent_init(source, prev_source, prev_dream, settings=FlowSettings(method="none", blend=0.25))
+    out = coherent_init(source, prev_source, prev_dream, settings=FlowSettings(method="none", carry="frame", blend=0.25))
     # 0.25 * source + 0.75 * dream: 50, 75, 100.75 -> 101; 63.75 -> 64, 71.25 -> 71, 255
     expected = np.array([[[50, 75, 101], [64, 71, 255]]], np.uint8)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)
+
+
+def test_residual_carry_puts_the_faded_dream_on_the_fresh_source():
+    source = np.array([[[200, 0, 100], [250, 20, 30]]], np.uint8)  # (1, 2, 3)
+    prev_source = np.array([[[10, 20, 30], [40, 50, 60]]], np.uint8)
+    prev_dream = np.array([[[30, 0, 30], [40, 90, 61]]], np.uint8)  # its dream: +20 -20 0, 0 +40 +1
+    out = coherent_init(source, prev_source, prev_dream, settings=FlowSettings(method="none", blend=0.25))
+    # source + 0.75 * dream: 215, -15 -> 0, 100; 250, 50, 30.75 -> 31
+    np.testing.assert_array_equal(out, np.array([[[215, 0, 100], [250, 50, 31]]], np.uint8))
 
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])
@@ -168,7 +177,7 @@ def test_flow_settings_validation(kwargs, match):
 
 
 def test_flow_settings_defaults_and_unknown_method_in_compute_flow(panned):
-    assert FlowSettings() == FlowSettings(method="dis", blend=0.3, occlusion=True)
+    assert FlowSettings() == FlowSettings(method="dis", carry="residual", blend=0.05, occlusion=True)
     a, b, _ = panned
     with pytest.raises(SettingsError, match="'raft'"):
         compute_flow(a, b, method="raft")
