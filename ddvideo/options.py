@@ -204,13 +204,16 @@ def dest_name(key: str) -> str:
 
 
 def long_options(command: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """dest-style name -> action, for every --long option of a command."""
-    names = {}
-    for action in command._actions:
-        for opt in action.option_strings:
-            if opt.startswith("--") and opt != "--help":
-                names[dest_name(opt[2:])] = action
-    return names
+    """Options key -> action, for every --long option of a command (--jit/--no-jit is the one key jit)."""
+    return {action.dest: action for action in command._actions
+            if any(opt.startswith("--") for opt in action.option_strings) and action.dest != "help"}
+
+
+def switch_flag(action: argparse.Action, on: bool) -> str | None:
+    """The flag that sets a switch on or off; None where leaving the switch out does (no_audio = false)."""
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return action.option_strings[0 if on else 1]  # --jit, --no-jit
+    return max(action.option_strings, key=len) if on else None
 
 
 def positional_args(command: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ..errors import DDVideoError, OutputError, SettingsError
 from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_not_source, check_writable
 from ..options import (build_parser, command_parsers, dest_name, exclusive_groups, long_options, option_keys, parse_argv,
-                       positional_args)
+                       positional_args, switch_flag)
 from ..render import check_paths, default_work_dir
 from .segments import SEGMENT_CONTAINERS, warmup_frames
 
@@ -257,8 +257,8 @@ class _Checker:
             if action.nargs == 0:  # a switch
                 if not isinstance(value, bool):
                     bad(key, origin, f"{key} is a switch: write {key} = true (or leave it out)")
-                elif value:
-                    args.append((key, origin, flag))
+                elif switch := switch_flag(action, value):
+                    args.append((key, origin, switch))
                 continue
             if isinstance(value, bool):
                 bad(key, origin, f"{key} takes a value (see `ddvideo {mode} --help`), not {str(value).lower()}")
