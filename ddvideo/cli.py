@@ -1,363 +1,15 @@
-"""The `ddvideo` command line: parse options, build settings, call the library, turn errors into one line."""
+"""The `ddvideo` command line: parse options, run the command, turn errors into one line and an exit status."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import signal
 import sys
 from typing import Any, Callable, Sequence
 
+from .commands import COMMANDS as RENDER_COMMANDS
 from .errors import DDVideoError
-
-PROG = "ddvideo"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump): the same shape as every other error of the tool."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-# -- options shared by the commands ---------------------------------------------------------------
-def _model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default="inception_v3",
-                   help="backbone: inception_v3 (default), vgg16, vgg19, resnet50, xception, mobilenet_v2, or a .keras file")
-    g.add_argument("--weights", default="imagenet",
-                   help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
-
-
-def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
-    from .dream import DreamSettings, NORMALIZE_STEPS
-    from .models import PRECISIONS
-    from .objective import PRESETS
-
-    g = p.add_argument_group("dream")
-    which = g.add_mutually_exclusive_group()
-    which.add_argument("--preset", choices=sorted(PRESETS), help="named layer objective (default: keras for inception_v3)")
-    which.add_argument("--layers", help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
-    g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
-    g.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default 1.4)")
-    g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
-    steps = " and ".join(f"{v:g} for {k}" for k, v in NORMALIZE_STEPS.items())
-    g.add_argument("--strength", type=float, default=1.0,
-                   help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
-                        "(default 1; 0.5 half as hard, 2 twice)")
-    g.add_argument("--step", type=float, help=f"step size of a still on the [-1, 1] scale (default {steps} gradients; "
-                                              f"each video frame after the first takes a quarter of it)")
-    g.add_argument("--base-size", type=int, default=DreamSettings.base_size,
-                   help=f"long side in pixels at which the look is set: larger frames add finer detail on top, so a "
-                        f"preview and a full render dream alike (default {DreamSettings.base_size}; 0 = octaves from "
-                        f"the frame's own size, as the Keras example)")
-
-    g.add_argument("--max-loss", type=float,
-                   help="stop an octave once the loss exceeds this (default: never; the Keras example uses 15)")
-    g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
-    g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
-    g.add_argument("--guide", metavar="IMAGE",
-                   help="steer the dream toward the features of this picture (each layer's features matched to the guide's)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
-    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                   help="compile the dream with XLA (default: on with a GPU, off on CPU where it is slower)")
-
-
-def _output_options(p: argparse.ArgumentParser) -> None:
-    from .preview import PREVIEW_SECONDS, PREVIEW_SIZE
-
-    g = p.add_argument_group("output")
-    g.add_argument("--preview", type=float, nargs="?", const=PREVIEW_SECONDS, metavar="SECONDS",
-                   help=f"render only the first SECONDS (default {PREVIEW_SECONDS:g}) at a long side of at most "
-                        f"{PREVIEW_SIZE} px to OUT.preview.EXT: the same dream as the full render, quickly; the "
-                        f"output and its work folder are left alone")
-    g.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default 18)")
-    g.add_argument("--work-dir", help="where finished frames are kept for resuming (default OUT.ddwork)")
-    g.add_argument("--keep-work", action="store_true", help="keep the work folder after a successful render")
-
-
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .flow import CARRIES, FlowSettings
-    from .objective import PRESETS
-    from .video import VIDEO_ITERATIONS
-
-    parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = commands.add_parser("image", help="dream a still image", description="Dream a still image.")
-    p.add_argument("input", help="input image (png, jpg, webp, ...)")
-    p.add_argument("output", help="output image; the format follows the extension")
-    p.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
-    _model_options(p), _dream_options(p, iterations=30), _quiet(p)
-    p.set_defaults(run=cmd_image)
-
-    p = commands.add_parser("video", help="dream a video clip, frame to frame coherent",
-                            description="Dream a clip frame by frame; rerun the same command to resume.")
-    p.add_argument("input", help="input video (any container ffmpeg reads)")
-    p.add_argument("output", help="output: .mp4, .mov, .mkv, .webm, .gif, or a folder/ of PNG frames")
-    g = p.add_argument_group("clip")
-    g.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
-    g.add_argument("--end", type=float, help="stop at this many seconds")
-    g.add_argument("--fps", type=float, help="resample to this frame rate (default: the source's)")
-    g.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
-    g = p.add_argument_group("coherence")
-    g.add_argument("--flow", choices=("dis", "farneback", "none"), default="dis",
-                   help="optical flow that carries the previous dream (default dis; none = plain blend)")
-    g.add_argument("--carry", choices=CARRIES, default=FlowSettings.carry,
-                   help="what moves along the flow: the previous frame's dream on the fresh source frame (residual, "
-                        "the default), or the whole previous output (frame: smears the picture)")
-    g.add_argument("--blend", type=float,
-                   help=f"how much of the carried dream fades each frame, 0..1 (default {FlowSettings.blend:g}); with "
-                        f"--carry frame, the weight of the new source frame")
-    g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
-    g.add_argument("--no-align", action="store_true",
-                   help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
-    g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
-    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
-    p.set_defaults(run=cmd_video)
-
-    from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings
-
-    p = commands.add_parser("zoom", help="dream an infinite zoom: dream, fly in, dream again; --loop for a seamless loop",
-                            description="Dream a picture, zoom into it, dream again, frame after frame; "
-                                        "rerun the same command to resume.")
-    p.add_argument("input", nargs="?", help="start image (png, jpg, ...); leave out to start from noise of --size")
-    p.add_argument("output", help="output: .mp4, .mov, .mkv, .webm, .gif, or a folder/ of PNG frames")
-    g = p.add_argument_group("camera, per frame")
-    g.add_argument("--zoom", type=float, default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})")
-    g.add_argument("--rotate", type=float, default=0.0, help="degrees, counter-clockwise (default 0)")
-    g.add_argument("--pan", default="0,0", metavar="DX,DY", help="DX,DY pixels the view moves right and down (default 0,0; write --pan=-2,1)")
-    g = p.add_argument_group("animation")
-    length = g.add_mutually_exclusive_group()
-    length.add_argument("--frames", type=int, metavar="N", help=f"number of frames (default {ZoomSettings.frames})")
-    length.add_argument("--seconds", type=float, metavar="S", help="length in seconds, at --fps")
-    g.add_argument("--fps", type=float, default=ZoomSettings.fps, help=f"frame rate (default {ZoomSettings.fps:g})")
-    g.add_argument("--dream-every", type=int, default=1, metavar="K", help="dream every K-th frame, the camera move alone between (default 1)")
-    g.add_argument("--loop", action="store_true", help="end by flying back into the first frame: the file repeats seamlessly")
-    g.add_argument("--size", metavar="WxH", help="WIDTHxHEIGHT: crop and scale the image to fill it, or the noise canvas (default 512x512)")
-    g.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
-    _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS), _output_options(p), _quiet(p)
-    p.set_defaults(run=cmd_zoom)
-
-    from .sheet import DEFAULT_CHANNELS, SheetSettings
-
-    p = commands.add_parser("sheet", help="compare layers, presets, strengths or channels: one dream per tile, in one image",
-                            description="Dream one picture once per layer (or preset, strength, channel) and tile the "
-                                        "results, labelled, into one image. Without --presets, --strengths or --channels, "
-                                        "each term of --layers or --preset is one tile (default: every block layer).")
-    p.add_argument("input", help="a still image, or a clip (its frame at --at)")
-    p.add_argument("output", help="the sheet: .png (or .jpg, .webp, ...)")
-    g = p.add_argument_group("sheet")
-    which = g.add_mutually_exclusive_group()
-    which.add_argument("--presets", metavar="A,B,..", help=f"one tile per named objective, e.g. {','.join(sorted(PRESETS))}")
-    which.add_argument("--strengths", metavar="S,S,..",
-                       help="one tile per strength (replaces --strength), objective from --layers or --preset, e.g. 0.5,1,2")
-    which.add_argument("--channels", metavar="LAYER[:N]",
-                       help=f"one tile per channel: the first N (default {DEFAULT_CHANNELS}) channels of LAYER")
-    g.add_argument("--at", type=float, metavar="SECONDS", help="with a clip: dream its frame at this time (default 0)")
-    g.add_argument("--columns", type=int, default=SheetSettings.columns,
-                   help=f"tiles per row (default {SheetSettings.columns})")
-    g.add_argument("--max-size", type=int, default=SheetSettings.max_size,
-                   help=f"scale the picture down so its long side is at most this: each tile's size (default {SheetSettings.max_size})")
-    _model_options(p), _dream_options(p, iterations=30), _quiet(p)
-    p.set_defaults(run=cmd_sheet)
-
-    p = commands.add_parser("layers", help="list a model's layers and output shapes")
-    _model_options(p)
-    p.set_defaults(run=cmd_layers)
-
-    p = commands.add_parser("metrics", help="flicker (warping error), sharpness and dream strength of a render against its source")
-    p.add_argument("source", help="the source clip")
-    p.add_argument("output", help="the dreamed clip")
-    p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
-    p.set_defaults(run=cmd_metrics)
-
-    p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
-                            description="Run every [[job]] of a TOML manifest (format: the README's Batch section); rerun it to resume. "
-                                        "The results go to MANIFEST.summary.json.")
-    p.add_argument("manifest", help="TOML file: a [defaults] table and one [[job]] table per render")
-    p.add_argument("--gpus", metavar="IDS", help="GPUs to use, e.g. 0,1 (default: every visible GPU; none = one CPU worker)")
-    p.add_argument("--ray", metavar="ADDRESS", help="run the jobs as tasks on a Ray cluster: its address, or auto")
-    p.add_argument("--segments", type=int, metavar="N",
-                   help="split each video job into N segments rendered in parallel (default: only where GPUs would idle)")
-    _quiet(p)
-    p.set_defaults(run=cmd_batch)
-    return parser
-
-
-# -- settings from options ------------------------------------------------------------------------
-def model_settings(opts: dict[str, Any]):
-    from .models import ModelSettings
-
-    return ModelSettings(model=opts["model"], weights=opts["weights"], seed=opts.get("seed", 0))
-
-
-def dream_settings(opts: dict[str, Any]):
-    from .dream import DreamSettings
-
-    return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
-                         octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
-                         strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
-                         normalize=opts["normalize"], tile_size=opts["tile_size"],
-                         precision=opts.get("precision", "float32"))
-
-
-def guide_option(opts: dict[str, Any]):
-    """The --guide picture, or None."""
-    from .guide import read_guide
-
-    return read_guide(opts["guide"]) if opts.get("guide") else None
-
-
-def make_dreamer(opts: dict[str, Any]):
-    """Settings and the guide are checked before the model is built, so a typo fails in a second, not after a download."""
-    from .dream import Dreamer
-    from .models import load_model
-
-    dream, model, guide = dream_settings(opts), model_settings(opts), guide_option(opts)
-    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"), guide=guide)
-
-
-def run_settings(opts: dict[str, Any]):
-    from .render import OutputSettings, RunSettings
-
-    return (RunSettings(seed=opts["seed"], work_dir=opts.get("work_dir"), keep_work=opts.get("keep_work", False)),
-            OutputSettings(crf=opts["crf"], audio=not opts.get("no_audio", False)))
-
-
-# -- commands -------------------------------------------------------------------------------------
-def cmd_image(opts: dict[str, Any], progress) -> None:
-    from .media import check_not_source, check_writable, read_image, write_image
-    from .transforms import resize_to_fit
-
-    check_not_source(opts["output"], [opts["input"]])
-    check_writable(opts["output"])
-    dreamer = make_dreamer(opts)
-    frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
-    result = dreamer.dream(frame, seed=opts["seed"])
-    write_image(opts["output"], result.frame)
-    progress(0, 1, result.loss)
-
-
-def video_settings(opts: dict[str, Any]):
-    """(FlowSettings, ClipSettings) of a video render, from the `video` command's options."""
-    from .flow import FlowSettings
-    from .video import ClipSettings
-
-    flow = FlowSettings(method=opts["flow"], carry=opts["carry"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
-                        **({} if opts["blend"] is None else {"blend": opts["blend"]}))
-    clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
-    return flow, clip
-
-
-def zoom_settings(opts: dict[str, Any]):
-    """ZoomSettings of a zoom render, from the `zoom` command's options."""
-    from .zoom import ZoomSettings, parse_pan, parse_size
-
-    fps = opts["fps"]
-    frames = opts["frames"] if opts["seconds"] is None else round(opts["seconds"] * fps)
-    return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=parse_pan(opts["pan"]), fps=fps,
-                        dream_every=opts["dream_every"], loop=opts["loop"], max_size=opts["max_size"],
-                        size=None if opts["size"] is None else parse_size(opts["size"]), iterations=opts["iterations"],
-                        **({} if frames is None else {"frames": frames}))
-
-
-def cmd_video(opts: dict[str, Any], progress) -> None:
-    from .media import probe_video
-    from .render import check_paths
-    from .video import render_video
-
-    flow, clip = video_settings(opts)
-    run, out = run_settings(opts)
-    output = opts["output"]
-    if opts.get("preview") is not None:
-        from .preview import preview_clip, preview_path
-
-        clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
-    info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
-    check_paths(output, run.work_dir, sources=[opts["input"]])
-    opts["progress_label"] = rate_label(info, fps=clip.fps)
-    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
-                           out=out, run=run, progress=progress)
-    for warning in summary.warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-
-
-def rate_label(info, *, fps: float | None) -> str:
-    """The output frame rate as the progress line states it, and why when the source's rate varies."""
-    if fps is not None:
-        return f"{fps:g} fps (--fps)"
-    if info.variable:
-        return f"{info.fps:.4g} fps (constant; the source's varies, {info.mean_fps:.3g} on average)"
-    return f"{info.fps:.4g} fps"
-
-
-def cmd_zoom(opts: dict[str, Any], progress) -> None:
-    from .render import check_paths
-    from .zoom import render_zoom, start_frame
-
-    zoom = zoom_settings(opts)
-    run, out = run_settings(opts)
-    start = start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
-    output = opts["output"]
-    if opts.get("preview") is not None:
-        from .preview import preview_path, preview_zoom
-
-        zoom = preview_zoom(zoom, frame_size=(start.shape[1], start.shape[0]), seconds=opts["preview"])
-        output, run = preview_path(output), _preview_run(run)
-        start_frame(opts["input"], zoom, seed=run.seed)
-    check_paths(output, run.work_dir, sources=[opts["input"]])
-    render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)
-
-
-def _preview_run(run):
-    """A preview keeps its frames in a work folder of its own (beside the preview), never the render's."""
-    from dataclasses import replace
-
-    return replace(run, work_dir=None, keep_work=False)
-
-
-def cmd_sheet(opts: dict[str, Any], progress) -> None:
-    from .media import check_image_output, write_image
-    from .models import load_model
-    from .sheet import SheetDreamer, SheetSettings, block_entries, compose_sheet, parse_entries, sheet_frame
-
-    check_image_output(opts["output"])
-    sheet = SheetSettings(columns=opts["columns"], max_size=opts["max_size"], at=opts["at"])
-    entries = parse_entries(layers=opts["layers"] or opts["preset"], presets=opts["presets"],
-                            strengths=opts["strengths"], channels=opts["channels"])
-    frame = sheet_frame(opts["input"], sheet=sheet)  # a missing or unreadable input fails before the model loads
-    dream, guide = dream_settings(opts), guide_option(opts)
-    loaded = load_model(model_settings(opts))
-    dreamer = SheetDreamer(loaded, entries or block_entries(loaded), dream, guide=guide, jit_compile=opts["jit"])
-    results = dreamer.dream(frame, seed=opts["seed"], progress=progress)
-    tiles, labels = [r.frame for r in results], [e.label for e in dreamer.entries]
-    write_image(opts["output"], compose_sheet(tiles, labels, columns=sheet.columns))
-
-
-def cmd_layers(opts: dict[str, Any], progress) -> None:
-    from .models import load_model
-
-    loaded = load_model(model_settings(opts))
-    blocks = set(loaded.block_layers())
-    for name in loaded.dreamable_layers():
-        shape = tuple(loaded.model.get_layer(name).output.shape[1:])
-        print(f"{name:32s} {str(shape):22s}{'  *' if name in blocks else ''}")
-
-
-def cmd_metrics(opts: dict[str, Any], progress) -> None:
-    from .media import VideoReader
-    from .metrics import measure_clip
-
-    with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
-        measures = measure_clip(iter(source), iter(output), method=opts["flow"])
-    print("\n".join(measures.lines()))
+from .options import PROG, build_parser
+from .tf_setup import import_tensorflow_quietly
 
 
 def cmd_batch(opts: dict[str, Any], progress) -> None:
@@ -380,6 +32,9 @@ def cmd_batch(opts: dict[str, Any], progress) -> None:
     if summary.failed:
         raise DDVideoError(f"{len(summary.failed)} of {len(summary.results)} jobs failed; "
                            f"the table above and {summary.path} say why")
+
+
+COMMANDS = {**RENDER_COMMANDS, "batch": cmd_batch}  # command name -> what it does with (options, progress)
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -406,31 +61,13 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
     return update, lambda: bars and bars[0].close()
 
 
-def _import_tensorflow_quietly() -> None:
-    """TensorFlow's native start-up lines (CUDA probing, oneDNN) ignore its log-level variables: hide them."""
-    if os.environ.get("DDVIDEO_DEBUG") or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-
-        for gpu in tf.config.list_physical_devices("GPU"):  # the CUDA probe prints here
-            tf.config.experimental.set_memory_growth(gpu, True)  # share the card; take what the frames need
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # unwinds like Ctrl-C: temporary outputs are removed, finished frames kept
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 user error, 2 malformed options, 130 interrupted)."""
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     try:
         opts = vars(build_parser().parse_args(argv))
     except SystemExit as exit_:  # --help, or a malformed option (already reported on one line)
@@ -439,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     progress, close = _progress(opts)
     try:
-        opts["run"](opts, progress)
+        COMMANDS[opts["command"]](opts, progress)
     except DDVideoError as exc:
         close()
         print(f"{PROG}: error: {exc}", file=sys.stderr)

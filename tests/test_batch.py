@@ -166,6 +166,24 @@ output = "still.png"
     assert (second.name, second.line) == ("still.png", 19)
 
 
+def test_a_switch_with_an_off_form_is_set_either_way(tmp_path: Path, clip: Path) -> None:
+    """jit = true asks for --jit and jit = false for --no-jit, as on the command line."""
+    path = write_manifest(tmp_path, f"""
+[[job]]
+input = "{clip}"
+output = "on.mp4"
+jit = true
+
+[[job]]
+input = "{clip}"
+output = "off.mp4"
+jit = false
+""")
+    on, off = load_manifest(path).jobs
+    assert "--jit" in on.argv and "--no-jit" not in on.argv
+    assert "--no-jit" in off.argv and "--jit" not in off.argv
+
+
 def test_every_problem_is_reported_with_job_and_line_and_nothing_starts(tmp_path: Path, clip: Path,
                                                                         capsys: pytest.CaptureFixture) -> None:
     os.symlink(clip, tmp_path / "in.mp4")

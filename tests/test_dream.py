@@ -269,7 +269,7 @@ def test_unknown_precision_names_the_choices():
 
 
 def test_cli_precision_and_jit_reach_the_dreamer(inception, monkeypatch):
-    from ddvideo.cli import build_parser, make_dreamer
+    from ddvideo.options import build_parser, make_dreamer
 
     monkeypatch.setattr("ddvideo.models.load_model", lambda settings: inception)
     argv = ["image", "in.png", "out.png", "--weights", "none", "--layers", SMALL_LAYERS, "--precision", "bfloat16", "--jit"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import difflib
 import functools
-import io
 import os
 import re
 import sys
@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 from ..errors import DDVideoError, OutputError, SettingsError
 from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_not_source, check_writable
+from ..options import (build_parser, command_parsers, dest_name, exclusive_groups, long_options, option_keys, parse_argv,
+                       positional_args, switch_flag)
 from ..render import check_paths, default_work_dir
 from .segments import SEGMENT_CONTAINERS, warmup_frames
 
@@ -90,33 +92,12 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     return _Checker(full, shown, text).manifest(data)
 
 
+def job_keys(mode: str, *, parser: argparse.ArgumentParser | None = None) -> set[str]:
+    """The keys a job of `mode` may hold: the batch's own and its command's options, dest-style (octave_scale)."""
+    return option_keys(command_parsers(parser or build_parser())[mode]) | set(BATCH_KEYS)
+
+
 # -- checking a manifest ------------------------------------------------------------------------------
-def _subcommands(parser) -> dict:
-    """The subcommand parsers of the CLI, by name (argparse offers no public way to reach them)."""
-    for action in parser._actions:
-        if action.choices and isinstance(action.choices, dict):
-            return dict(action.choices)
-    return {}
-
-
-def _dest(key: str) -> str:
-    return key.replace("-", "_")
-
-
-def _options(sub) -> dict:
-    """dest-style name -> action, for every --long option of a subcommand."""
-    names = {}
-    for action in sub._actions:
-        for opt in action.option_strings:
-            if opt.startswith("--") and opt != "--help":
-                names[_dest(opt[2:])] = action
-    return names
-
-
-def _positionals(sub) -> list:
-    return [a for a in sub._actions if not a.option_strings]
-
-
 def _path(base: str, value: str) -> str:
     """A path of the manifest, relative to its folder; a trailing slash (a folder of frames) is kept."""
     full = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
@@ -144,31 +125,17 @@ def _coordinator_off_gpus() -> None:
         tf.config.set_visible_devices([], "GPU")
 
 
-def parse_argv(parser, argv: list[str]) -> dict[str, Any]:
-    """Parse a job's argv with the CLI's parser; its error comes back as a SettingsError instead of an exit."""
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            return vars(parser.parse_args(argv))
-    except SystemExit:
-        lines = err.getvalue().strip().splitlines() or ["invalid options"]
-        message = re.sub(r"^.*?: error: ", "", lines[-1]).removesuffix(" (see --help)")
-        raise SettingsError(message) from None
-
-
 class _Checker:
     """Turns the parsed TOML into jobs, collecting every problem with its line."""
 
     def __init__(self, path: str, shown: str, text: str):
-        from ..cli import build_parser
-
         self.path, self.shown = path, shown
         self.base = os.path.dirname(path)
         self.lines = text.splitlines()
         self.problems: list[tuple[int, str]] = []  # (line, message), reported in line order
         self.targets: list[tuple] = []  # (index, label, line, output, work folder or None, input) of every job
         self.parser = build_parser()
-        self.commands = {name: sub for name, sub in _subcommands(self.parser).items() if name in MODES}
+        self.commands = {name: sub for name, sub in command_parsers(self.parser).items() if name in MODES}
 
     # -- lines --------------------------------------------------------------------------------------
     def _headers(self, pattern: str) -> list[int]:
@@ -221,12 +188,10 @@ class _Checker:
         return Manifest(self.path, tuple(jobs))
 
     def _check_defaults(self, defaults: dict[str, Any]) -> None:
-        known = set(BATCH_KEYS) - {"name"}
-        for sub in self.commands.values():
-            known |= set(_options(sub)) | {a.dest for a in _positionals(sub)}
+        known = set().union(*(job_keys(mode, parser=self.parser) for mode in self.commands)) - {"name"}
         for key in defaults:
-            if _dest(key) not in known:
-                close = difflib.get_close_matches(_dest(key), known, n=1)
+            if dest_name(key) not in known:
+                close = difflib.get_close_matches(dest_name(key), known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; see `ddvideo {'/'.join(self.commands)} --help`"
                 self.problem(self._key_line(self.defaults_line, key), "[defaults]",
                              f"unknown key {key!r}: not an option of any command{hint}")
@@ -241,14 +206,14 @@ class _Checker:
 
         def bad(key: str | None, origin: str, message: str) -> None:
             named = re.search(r"--([a-z][a-z0-9-]*)", message) if key is None else None
-            if named and _dest(named[1]) in entries:  # "--octaves must be ...": point at the octaves line
-                origin, key = entries[_dest(named[1])][:2]
+            if named and dest_name(named[1]) in entries:  # "--octaves must be ...": point at the octaves line
+                origin, key = entries[dest_name(named[1])][:2]
             at = line if key is None else self._key_line(self.defaults_line if origin == "defaults" else line, key)
             self.problem(at, label, message)
 
         # dest-style key -> (where it was written, key as written, value); the job's own keys win
-        entries = {_dest(k): ("defaults", k, v) for k, v in defaults.items()}
-        entries.update({_dest(k): ("job", k, v) for k, v in table.items()})
+        entries = {dest_name(k): ("defaults", k, v) for k, v in defaults.items()}
+        entries.update({dest_name(k): ("job", k, v) for k, v in table.items()})
         mode_entry = entries.get("mode")
         if mode_entry is None:
             bad(None, "job", 'no mode: add mode = "video" (or "image", "zoom") to the job or to [defaults]')
@@ -258,9 +223,8 @@ class _Checker:
             bad(mode_entry[1], mode_entry[0], f"unknown mode {mode!r}: use one of {', '.join(self.commands)}")
             return None
         sub = self.commands[mode]
-        options, positionals = _options(sub), _positionals(sub)
-        for group in sub._mutually_exclusive_groups:  # a job's --layers replaces a default --preset, and so on
-            members = {a.dest for a in group._group_actions}
+        options, positionals = long_options(sub), positional_args(sub)
+        for members in exclusive_groups(sub):  # a job's --layers replaces a default --preset, and so on
             if any(entries.get(m, ("",))[0] == "job" for m in members):
                 for m in members:
                     if entries.get(m, ("job",))[0] == "defaults":
@@ -274,7 +238,7 @@ class _Checker:
             is_positional = dest in {a.dest for a in positionals}
             if not is_positional and dest not in options:
                 if origin == "job":
-                    valid = sorted(set(options) | {a.dest for a in positionals} | set(BATCH_KEYS))
+                    valid = sorted(job_keys(mode, parser=self.parser))
                     close = difflib.get_close_matches(dest, valid, n=1)
                     hint = f"did you mean {close[0]!r}?" if close else f"see `ddvideo {mode} --help`"
                     bad(key, origin, f"unknown key {key!r} for {mode} jobs; {hint}")
@@ -293,8 +257,8 @@ class _Checker:
             if action.nargs == 0:  # a switch
                 if not isinstance(value, bool):
                     bad(key, origin, f"{key} is a switch: write {key} = true (or leave it out)")
-                elif value:
-                    args.append((key, origin, flag))
+                elif switch := switch_flag(action, value):
+                    args.append((key, origin, switch))
                 continue
             if isinstance(value, bool):
                 bad(key, origin, f"{key} takes a value (see `ddvideo {mode} --help`), not {str(value).lower()}")
@@ -330,7 +294,7 @@ class _Checker:
 
     def _settings(self, index, table, entries, mode, argv, opts, label, line, bad) -> Job | None:
         """Build the settings the command would build, look at the input and output, and check the layers."""
-        from ..cli import dream_settings, model_settings, run_settings, video_settings, zoom_settings
+        from ..options import dream_settings, model_settings, run_settings, video_settings, zoom_settings
 
         def key_of(dest: str) -> tuple[str | None, str]:
             entry = entries.get(dest)

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from ..errors import DDVideoError, SettingsError
 from ..media import atomic_path, join_segments
-from .manifest import Job, Manifest, parse_argv
+from ..options import parse_argv
+from .manifest import Job, Manifest
 from .results import BatchEvent, BatchProgress, BatchSummary, JobResult
 from .segments import Segment, finished, plan_segments, write_bridge
 from .units import Unit, UnitResult, output_frames
@@ -157,7 +158,7 @@ class _Batch:
                    if k in self.unit_results)
 
     def _join(self, job: Job) -> None:
-        from ..cli import build_parser, run_settings
+        from ..options import build_parser, run_settings
 
         segs = self.segments[job.index]
         frames, dreamed = self._segment_sum(job, "frames"), self._segment_sum(job, "dreamed")

@@ -1,4 +1,4 @@
-"""What a worker renders at a time: a whole job or one segment of it, run through its CLI command."""
+"""What a worker renders at a time: a whole job or one segment of it, run through its command as the CLI runs it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any, Callable
 from ..errors import DDVideoError
 from ..media import FRAME_NAME, IMAGE_EXTENSIONS, probe_video, read_image
 from ..render import default_work_dir
-from .manifest import Job, parse_argv
+from ..options import parse_argv
+from .manifest import Job
 from .segments import Segment, finished
 
 EVENT_EVERY_S = 0.5  # frame counts go from workers to the batch at most this often
@@ -113,11 +114,12 @@ def run_unit(unit: Unit, *, emit: Emit | None = None, alive: Callable[[], bool] 
     counter = _Counter(unit.key, emit, alive, total=unit.frames() if unit.segment else None)
     error = detail = None
     try:
-        from ..cli import build_parser
+        from ..commands import run_command
+        from ..options import build_parser
 
         opts = parse_argv(build_parser(), list(unit.job.argv))
         if unit.segment is None:
-            opts["run"](opts, counter)
+            run_command(opts, counter)
         else:
             _render_segment(opts, unit.segment, counter)
     except DDVideoError as exc:
@@ -134,7 +136,7 @@ def _render_segment(opts: dict[str, Any], segment: Segment, counter: _Counter) -
 
     Each piece is a resumable render of its own; a piece continues from the last frame of the one before it.
     """
-    from ..cli import make_dreamer, run_settings, video_settings
+    from ..options import make_dreamer, run_settings, video_settings
     from ..video import render_video
 
     flow, clip = video_settings(opts)

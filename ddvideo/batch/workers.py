@@ -63,9 +63,9 @@ def _worker_main(slot: int, device: str | None, inbox, outbox) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device  # "" = no GPU
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the batch, which stops its workers with SIGTERM
-    from ..cli import _import_tensorflow_quietly
+    from ..tf_setup import import_tensorflow_quietly
 
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     parent = os.getppid()
 
     def alive() -> bool:

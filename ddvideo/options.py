@@ -1,0 +1,306 @@
+"""The commands' options, each declared once, and the settings built from them: the CLI and batch both use them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+from typing import Any
+
+from .errors import SettingsError
+
+PROG = "ddvideo"
+_VIDEO_OUTPUT = "output: .mp4, .mov, .mkv, .webm, .gif, or a folder/ of PNG frames"  # a video or zoom render
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump): the same shape as every other error of the tool."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# -- options shared by the commands ---------------------------------------------------------------
+def _model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="inception_v3",
+                   help="backbone: inception_v3 (default), vgg16, vgg19, resnet50, xception, mobilenet_v2, or a .keras file")
+    g.add_argument("--weights", default="imagenet",
+                   help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
+
+
+def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
+    from .dream import DreamSettings, NORMALIZE_STEPS
+    from .models import PRECISIONS
+    from .objective import PRESETS
+
+    g = p.add_argument_group("dream")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--preset", choices=sorted(PRESETS), help="named layer objective (default: keras for inception_v3)")
+    which.add_argument("--layers", help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
+    g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
+    g.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default 1.4)")
+    g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
+    steps = " and ".join(f"{v:g} for {k}" for k, v in NORMALIZE_STEPS.items())
+    g.add_argument("--strength", type=float, default=1.0,
+                   help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
+                        "(default 1; 0.5 half as hard, 2 twice)")
+    g.add_argument("--step", type=float, help=f"step size of a still on the [-1, 1] scale (default {steps} gradients; "
+                                              f"each video frame after the first takes a quarter of it)")
+    g.add_argument("--base-size", type=int, default=DreamSettings.base_size,
+                   help=f"long side in pixels at which the look is set: larger frames add finer detail on top, so a "
+                        f"preview and a full render dream alike (default {DreamSettings.base_size}; 0 = octaves from "
+                        f"the frame's own size, as the Keras example)")
+
+    g.add_argument("--max-loss", type=float,
+                   help="stop an octave once the loss exceeds this (default: never; the Keras example uses 15)")
+    g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
+    g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
+    g.add_argument("--guide", metavar="IMAGE",
+                   help="steer the dream toward the features of this picture (each layer's features matched to the guide's)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the dream with XLA (default: on with a GPU, off on CPU where it is slower)")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    from .preview import PREVIEW_SECONDS, PREVIEW_SIZE
+
+    g = p.add_argument_group("output")
+    g.add_argument("--preview", type=float, nargs="?", const=PREVIEW_SECONDS, metavar="SECONDS",
+                   help=f"render only the first SECONDS (default {PREVIEW_SECONDS:g}) at a long side of at most "
+                        f"{PREVIEW_SIZE} px to OUT.preview.EXT: the same dream as the full render, quickly; the "
+                        f"output and its work folder are left alone")
+    g.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default 18)")
+    g.add_argument("--work-dir", help="where finished frames are kept for resuming (default OUT.ddwork)")
+    g.add_argument("--keep-work", action="store_true", help="keep the work folder after a successful render")
+
+
+def _max_size(p) -> None:
+    p.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .flow import CARRIES, FlowSettings
+    from .objective import PRESETS
+    from .video import VIDEO_ITERATIONS
+
+    parser = _Parser(prog=PROG, description="DeepDream videos and infinite-zoom animations.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("image", help="dream a still image", description="Dream a still image.")
+    p.add_argument("input", help="input image (png, jpg, webp, ...)")
+    p.add_argument("output", help="output image; the format follows the extension")
+    _max_size(p)
+    _model_options(p), _dream_options(p, iterations=30), _quiet(p)
+
+    p = commands.add_parser("video", help="dream a video clip, frame to frame coherent",
+                            description="Dream a clip frame by frame; rerun the same command to resume.")
+    p.add_argument("input", help="input video (any container ffmpeg reads)")
+    p.add_argument("output", help=_VIDEO_OUTPUT)
+    g = p.add_argument_group("clip")
+    g.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
+    g.add_argument("--end", type=float, help="stop at this many seconds")
+    g.add_argument("--fps", type=float, help="resample to this frame rate (default: the source's)")
+    _max_size(g)
+    g = p.add_argument_group("coherence")
+    g.add_argument("--flow", choices=("dis", "farneback", "none"), default="dis",
+                   help="optical flow that carries the previous dream (default dis; none = plain blend)")
+    g.add_argument("--carry", choices=CARRIES, default=FlowSettings.carry,
+                   help="what moves along the flow: the previous frame's dream on the fresh source frame (residual, "
+                        "the default), or the whole previous output (frame: smears the picture)")
+    g.add_argument("--blend", type=float,
+                   help=f"how much of the carried dream fades each frame, 0..1 (default {FlowSettings.blend:g}); with "
+                        f"--carry frame, the weight of the new source frame")
+    g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
+    g.add_argument("--no-align", action="store_true",
+                   help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
+    g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
+    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
+
+    from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings
+
+    p = commands.add_parser("zoom", help="dream an infinite zoom: dream, fly in, dream again; --loop for a seamless loop",
+                            description="Dream a picture, zoom into it, dream again, frame after frame; "
+                                        "rerun the same command to resume.")
+    p.add_argument("input", nargs="?", help="start image (png, jpg, ...); leave out to start from noise of --size")
+    p.add_argument("output", help=_VIDEO_OUTPUT)
+    g = p.add_argument_group("camera, per frame")
+    g.add_argument("--zoom", type=float, default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})")
+    g.add_argument("--rotate", type=float, default=0.0, help="degrees, counter-clockwise (default 0)")
+    g.add_argument("--pan", default="0,0", metavar="DX,DY", help="DX,DY pixels the view moves right and down (default 0,0; write --pan=-2,1)")
+    g = p.add_argument_group("animation")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, metavar="N", help=f"number of frames (default {ZoomSettings.frames})")
+    length.add_argument("--seconds", type=float, metavar="S", help="length in seconds, at --fps")
+    g.add_argument("--fps", type=float, default=ZoomSettings.fps, help=f"frame rate (default {ZoomSettings.fps:g})")
+    g.add_argument("--dream-every", type=int, default=1, metavar="K", help="dream every K-th frame, the camera move alone between (default 1)")
+    g.add_argument("--loop", action="store_true", help="end by flying back into the first frame: the file repeats seamlessly")
+    g.add_argument("--size", metavar="WxH", help="WIDTHxHEIGHT: crop and scale the image to fill it, or the noise canvas (default 512x512)")
+    _max_size(g)
+    _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS), _output_options(p), _quiet(p)
+
+    from .sheet import DEFAULT_CHANNELS, SheetSettings
+
+    p = commands.add_parser("sheet", help="compare layers, presets, strengths or channels: one dream per tile, in one image",
+                            description="Dream one picture once per layer (or preset, strength, channel) and tile the "
+                                        "results, labelled, into one image. Without --presets, --strengths or --channels, "
+                                        "each term of --layers or --preset is one tile (default: every block layer).")
+    p.add_argument("input", help="a still image, or a clip (its frame at --at)")
+    p.add_argument("output", help="the sheet: .png (or .jpg, .webp, ...)")
+    g = p.add_argument_group("sheet")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--presets", metavar="A,B,..", help=f"one tile per named objective, e.g. {','.join(sorted(PRESETS))}")
+    which.add_argument("--strengths", metavar="S,S,..",
+                       help="one tile per strength (replaces --strength), objective from --layers or --preset, e.g. 0.5,1,2")
+    which.add_argument("--channels", metavar="LAYER[:N]",
+                       help=f"one tile per channel: the first N (default {DEFAULT_CHANNELS}) channels of LAYER")
+    g.add_argument("--at", type=float, metavar="SECONDS", help="with a clip: dream its frame at this time (default 0)")
+    g.add_argument("--columns", type=int, default=SheetSettings.columns,
+                   help=f"tiles per row (default {SheetSettings.columns})")
+    g.add_argument("--max-size", type=int, default=SheetSettings.max_size,
+                   help=f"scale the picture down so its long side is at most this: each tile's size (default {SheetSettings.max_size})")
+    _model_options(p), _dream_options(p, iterations=30), _quiet(p)
+
+    p = commands.add_parser("layers", help="list a model's layers and output shapes")
+    _model_options(p)
+
+    p = commands.add_parser("metrics", help="flicker (warping error), sharpness and dream strength of a render against its source")
+    p.add_argument("source", help="the source clip")
+    p.add_argument("output", help="the dreamed clip")
+    p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
+
+    p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
+                            description="Run every [[job]] of a TOML manifest (format: the README's Batch section); rerun it to resume. "
+                                        "The results go to MANIFEST.summary.json.")
+    p.add_argument("manifest", help="TOML file: a [defaults] table and one [[job]] table per render")
+    p.add_argument("--gpus", metavar="IDS", help="GPUs to use, e.g. 0,1 (default: every visible GPU; none = one CPU worker)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the jobs as tasks on a Ray cluster: its address, or auto")
+    p.add_argument("--segments", type=int, metavar="N",
+                   help="split each video job into N segments rendered in parallel (default: only where GPUs would idle)")
+    _quiet(p)
+    return parser
+
+
+# -- what a command takes -------------------------------------------------------------------------
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each command of `parser`, by name (argparse offers no public way to reach them)."""
+    for action in parser._actions:
+        if action.choices and isinstance(action.choices, dict):
+            return dict(action.choices)
+    return {}
+
+
+def dest_name(key: str) -> str:
+    """The options key of an option written as on the command line: octave-scale -> octave_scale."""
+    return key.replace("-", "_")
+
+
+def long_options(command: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Options key -> action, for every --long option of a command (--jit/--no-jit is the one key jit)."""
+    return {action.dest: action for action in command._actions
+            if any(opt.startswith("--") for opt in action.option_strings) and action.dest != "help"}
+
+
+def switch_flag(action: argparse.Action, on: bool) -> str | None:
+    """The flag that sets a switch on or off; None where leaving the switch out does (no_audio = false)."""
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return action.option_strings[0 if on else 1]  # --jit, --no-jit
+    return max(action.option_strings, key=len) if on else None
+
+
+def positional_args(command: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The positional arguments of a command (input, output, ...), in order."""
+    return [a for a in command._actions if not a.option_strings]
+
+
+def option_keys(command: argparse.ArgumentParser) -> set[str]:
+    """Every key a command's options carry: its --long options and its positionals, dest-style."""
+    return set(long_options(command)) | {a.dest for a in positional_args(command)}
+
+
+def exclusive_groups(command: argparse.ArgumentParser) -> list[set[str]]:
+    """The keys of each group of options that exclude one another (e.g. preset and layers)."""
+    return [{a.dest for a in group._group_actions} for group in command._mutually_exclusive_groups]
+
+
+def parse_argv(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:
+    """Parse a command line with `parser`; its error comes back as a SettingsError instead of an exit."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            return vars(parser.parse_args(argv))
+    except SystemExit:
+        lines = err.getvalue().strip().splitlines() or ["invalid options"]
+        message = re.sub(r"^.*?: error: ", "", lines[-1]).removesuffix(" (see --help)")
+        raise SettingsError(message) from None
+
+
+# -- settings from options ------------------------------------------------------------------------
+def model_settings(opts: dict[str, Any]):
+    from .models import ModelSettings
+
+    return ModelSettings(model=opts["model"], weights=opts["weights"], seed=opts.get("seed", 0))
+
+
+def dream_settings(opts: dict[str, Any]):
+    from .dream import DreamSettings
+
+    return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
+                         octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
+                         strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
+                         normalize=opts["normalize"], tile_size=opts["tile_size"],
+                         precision=opts.get("precision", "float32"))
+
+
+def guide_option(opts: dict[str, Any]):
+    """The --guide picture, or None."""
+    from .guide import read_guide
+
+    return read_guide(opts["guide"]) if opts.get("guide") else None
+
+
+def make_dreamer(opts: dict[str, Any]):
+    """Settings and the guide are checked before the model is built, so a typo fails in a second, not after a download."""
+    from .dream import Dreamer
+    from .models import load_model
+
+    dream, model, guide = dream_settings(opts), model_settings(opts), guide_option(opts)
+    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"), guide=guide)
+
+
+def run_settings(opts: dict[str, Any]):
+    from .render import OutputSettings, RunSettings
+
+    return (RunSettings(seed=opts["seed"], work_dir=opts.get("work_dir"), keep_work=opts.get("keep_work", False)),
+            OutputSettings(crf=opts["crf"], audio=not opts.get("no_audio", False)))
+
+
+def video_settings(opts: dict[str, Any]):
+    """(FlowSettings, ClipSettings) of a video render, from the `video` command's options."""
+    from .flow import FlowSettings
+    from .video import ClipSettings
+
+    flow = FlowSettings(method=opts["flow"], carry=opts["carry"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
+                        **({} if opts["blend"] is None else {"blend": opts["blend"]}))
+    clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
+    return flow, clip
+
+
+def zoom_settings(opts: dict[str, Any]):
+    """ZoomSettings of a zoom render, from the `zoom` command's options."""
+    from .zoom import ZoomSettings, parse_pan, parse_size
+
+    fps = opts["fps"]
+    frames = opts["frames"] if opts["seconds"] is None else round(opts["seconds"] * fps)
+    return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=parse_pan(opts["pan"]), fps=fps,
+                        dream_every=opts["dream_every"], loop=opts["loop"], max_size=opts["max_size"],
+                        size=None if opts["size"] is None else parse_size(opts["size"]), iterations=opts["iterations"],
+                        **({} if frames is None else {"frames": frames}))
