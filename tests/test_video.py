@@ -279,7 +279,7 @@ def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, caps
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=Interrupt(2))
     # the message names each setting that differs, old -> new
     with pytest.raises(DDVideoError, match=r"work folder .*frames\.ddwork holds frames of a render with other settings "
-                                           r"\(flow\.blend 0\.3 -> 0\.9\): delete it"):
+                                           r"\(flow\.blend 0\.05 -> 0\.9\): delete it"):
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=FlowSettings(blend=0.9))
     code, err = run_cli(capsys, clips["pan"], out, *FAST, "--iterations", "2")
     assert code == 1
