@@ -90,13 +90,14 @@ def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSet
 
 def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path, *, keep: Path | None) -> str:
     photo = read_image(ROOT / "samples" / "coffee.png")
+    slug = name.split()[0].replace("/", "-")
     if camera is sample_camera:  # the shipped clip itself (H.264); its camera films the dreamed still
         clip = ROOT / "samples" / "coffee_pan.mp4"
         with VideoReader(clip) as reader:
             source = list(reader)[:frames]
     else:
         source = camera(photo, frames)
-        clip = tmp / f"{name}.mkv"
+        clip = tmp / f"{slug}.mkv"
         write_lossless(source, clip, fps)
     still_settings = DreamSettings(layers=args.preset, precision=args.precision)
     video_settings = replace(still_settings, iterations=VIDEO_ITERATIONS)
@@ -106,7 +107,7 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     first = strength(still.dream(source[0]).frame, source[0])
     rows, strips = [], [source, filmed]
     for mode, (flow, settings) in modes(still_settings, video_settings).items():
-        out = tmp / f"{name}-{len(rows)}"
+        out = tmp / f"{slug}-{len(rows)}"
         began = time.perf_counter()
         render_video(str(clip), str(out) + "/", dreamer=Dreamer(loaded, settings), flow=flow,
                      clip=ClipSettings(end=frames / fps), run=RunSettings(work_dir=str(tmp / "work")))
@@ -119,7 +120,7 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         strips.append(dreamed)
     if keep is not None:
         step = max(1, frames // 6)
-        write_image(keep / f"flicker-{name.split()[0].replace('/', '-')}.png",
+        write_image(keep / f"flicker-{slug}.png",
                     np.concatenate([np.concatenate(r[::step][:6], axis=1) for r in strips], axis=0))
     h, w = source[0].shape[:2]
     return f"""### {name}: {frames} frames, {w}x{h} at {fps:g} fps
@@ -140,15 +141,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", default="bfloat16")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--strips", help="folder for PNG strips of the frames (source, filmed still, each mode)")
+    p.add_argument("--clips", default="pan,sample", help="which clips: pan (the sub-pixel pan), sample (coffee_pan.mp4)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "flicker-results.md"))
     args = p.parse_args(argv)
     loaded = load_model(ModelSettings(model=args.model))
     keep = Path(args.strips) if args.strips else None
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flicker-") as tmp:
-        tables = [run_clip("coffee.png sub-pixel pan", pan_camera, args.frames, 24.0, loaded, args, Path(tmp), keep=keep),
-                  run_clip("samples/coffee_pan.mp4", sample_camera, min(args.frames, 72), 24.0, loaded, args,
-                           Path(tmp), keep=keep)]  # fmt: skip
+        clips = {"pan": ("coffee.png sub-pixel pan", pan_camera, args.frames),
+                 "sample": ("samples/coffee_pan.mp4", sample_camera, min(args.frames, 72))}
+        tables = [run_clip(name, camera, frames, 24.0, loaded, args, Path(tmp), keep=keep)
+                  for name, camera, frames in (clips[c] for c in args.clips.split(","))]
     video = DreamSettings()
     text = f"""# Flicker against a dream filmed still: sharpness, strength and E_warp of video mode
 
