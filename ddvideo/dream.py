@@ -110,7 +110,11 @@ class Dreamer:
         # The network's forward and backward pass as a function of its own, not inlined into the step loop: in a
         # loop body TensorFlow's oneDNN rewrite skips MaxPoolGrad or not depending on op names, which made a step
         # 20 % slower on CPU and its rounding depend on what else the process had built (so resumes differed).
-        self._network_gradients = tf.function(self._piece_gradients, experimental_attributes={"_noinline": True})
+        # It takes any (h, w, 3), so it is traced once for every octave, tile and frame size: tracing the network
+        # is most of a dreamer's start-up, and a new frame size then costs only the small octave graph around it.
+        self._network_gradients = tf.function(
+            self._piece_gradients, experimental_attributes={"_noinline": True},
+            input_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)))
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
@@ -204,7 +208,8 @@ class Dreamer:
         """(loss, d loss / d img) of one untiled (h, w, 3) image; the gradient is float32 whatever the network's dtype."""
         # The loss is a mean over thousands of activations per pixel row: in float16 its gradient underflows
         # to zero unless the loss is scaled up by about the pixel count first (and the gradient back down).
-        scale = float(img.shape[0] * img.shape[1]) * backoff if self.settings.precision == "float16" else None
+        pixels = tf.cast(tf.shape(img)[0] * tf.shape(img)[1], tf.float32)
+        scale = pixels * backoff if self.settings.precision == "float16" else None
         with tf.GradientTape() as tape:
             tape.watch(img)
             loss = self._loss(img)

@@ -121,6 +121,14 @@ def test_compiles_once_per_shape(inception):
     assert dreamer.trace_count == 2
 
 
+def test_the_network_is_traced_once_for_every_octave_and_frame_size(inception):
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=1))
+    for height, width in ((150, 160), (170, 150)):
+        dreamer.dream(textured_image(height, width), seed=0)
+    assert dreamer.trace_count == 2  # the small graph of octaves around it: once per frame size
+    assert dreamer._network_gradients.experimental_get_tracing_count() == 1
+
+
 def test_deterministic_for_a_seed(inception):
     dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, tile_size=230))
     image = textured_image(240, 250, seed=5)  # tiled, so the random roll is exercised
