@@ -45,8 +45,9 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, step: float =
     g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="network dtype (default auto: bfloat16 on GPUs of compute capability 8.0+ and CPUs with AMX or "
+                        "AVX512-BF16, else float32); float32 is exactly the Keras example, float16 helps older GPUs")
     g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the dream with XLA (default: on with a GPU, off on CPU where it is slower)")
 
@@ -155,16 +156,16 @@ def dream_settings(opts: dict[str, Any]):
     return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
                          max_loss=opts["max_loss"], normalize=opts["normalize"], tile_size=opts["tile_size"],
-                         precision=opts.get("precision", "float32"))
+                         precision=opts.get("precision", "auto"))
 
 
 def make_dreamer(opts: dict[str, Any]):
-    """Settings are checked before the model is built, so a typo fails in a second, not after a download."""
-    from .dream import Dreamer
-    from .models import load_model
+    """Settings are checked before the model is built, so a typo fails in a second, not after a download. The
+    network and compiled dream are kept for the next render of this process (a batch worker's next job)."""
+    from .reuse import shared_dreamer
 
     dream, model = dream_settings(opts), model_settings(opts)
-    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"))
+    return shared_dreamer(model, dream, jit_compile=opts.get("jit"))
 
 
 def run_settings(opts: dict[str, Any]):
@@ -180,9 +181,9 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
     from .transforms import resize_to_fit
 
     check_writable(opts["output"])
-    dreamer = make_dreamer(opts)
+    # the picture first: a bad input fails before the model loads
     frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
-    result = dreamer.dream(frame, seed=opts["seed"])
+    result = make_dreamer(opts).dream(frame, seed=opts["seed"])
     write_image(opts["output"], result.frame)
     progress(0, 1, result.loss)
 
@@ -285,7 +286,8 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
 
     def update(index: int, total: int | None, loss: float | None) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True))
+            bars.append(tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                             desc=_precision_label(opts)))
         bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total
@@ -294,6 +296,16 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
         bar.update(1)
 
     return update, lambda: bars and bars[0].close()
+
+
+def _precision_label(opts: dict[str, Any]) -> str | None:
+    """The network's dtype for the progress line, e.g. "bfloat16 (auto)"; None for commands without a dream."""
+    if "precision" not in opts:
+        return None
+    from .models import resolve_precision
+
+    chosen = resolve_precision(opts["precision"])
+    return f"{chosen} (auto)" if opts["precision"] == "auto" else chosen
 
 
 def _import_tensorflow_quietly() -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import tensorflow as tf
 
 from .errors import SettingsError
-from .models import PRECISIONS, LoadedModel, dreaming_copy
+from .models import PRECISIONS, LoadedModel, dreaming_copy, resolve_precision
 from .objective import Term, build_extractor, feature_stride, min_input_side, parse_objective
 
 BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
@@ -28,7 +29,9 @@ class DreamSettings:
     max_loss: float | None = 15.0  # stop an octave early once the loss exceeds it
     normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
-    precision: str = "float32"  # the network's dtype; the image, loss and gradient normalisation stay float32
+    # the network's dtype; the image, loss and gradient normalisation stay float32. "auto": bfloat16 where the
+    # hardware runs it fast, else float32 (models.auto_precision); a Dreamer's settings hold the resolved dtype
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,9 +94,13 @@ class Dreamer:
     `jit_compile` compiles the dream with XLA; None picks it per device (default_jit_compile).
     """
 
+    # settings the compiled dream takes as inputs: dreamers differing only in these can share one (see `sharing`)
+    RUNTIME_SETTINGS = ("iterations", "step", "max_loss")
+
     def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *,
                  jit_compile: bool | None = None):
         self.loaded = loaded
+        settings = replace(settings, precision=resolve_precision(settings.precision))  # "auto", chosen once
         self.settings = settings
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
         network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
@@ -118,6 +125,21 @@ class Dreamer:
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
+    def sharing(self, loaded: LoadedModel, settings: DreamSettings) -> "Dreamer | None":
+        """A dreamer for `loaded` and `settings` that reuses this one's network and compiled graphs, or None where
+        they need their own: another network, or settings that differ in more than RUNTIME_SETTINGS.
+
+        `loaded` may differ in its description only (a seed that random weights alone would use). Traces made
+        for it count in this dreamer's trace_count.
+        """
+        settings = replace(settings, precision=resolve_precision(settings.precision))
+        runtime = {name: getattr(settings, name) for name in self.RUNTIME_SETTINGS}
+        if loaded.model is not self.loaded.model or replace(self.settings, **runtime) != settings:
+            return None
+        view = copy.copy(self)
+        view.loaded, view.settings = loaded, settings
+        return view
+
     @functools.cached_property
     def grid(self) -> int:
         """Input pixels per activation pixel of the objective's coarsest layer (video mode aligns frames to it)."""

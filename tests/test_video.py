@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from ddvideo.errors import DDVideoError
 from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import warping_error
+from ddvideo.models import resolve_precision
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import SETTLE_PASSES, ClipSettings, render_video
 
@@ -232,6 +234,9 @@ def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference
     assert not out.exists()
     kept = len(list((tmp_path / "frames.ddwork" / "frames").iterdir()))
     assert 5 <= kept < N
+    # the default precision (auto), resolved to this machine's dtype, is what the work folder records
+    record = json.loads((tmp_path / "frames.ddwork" / "settings.json").read_text())
+    assert dreamer.settings.precision == record["dream"]["precision"] == resolve_precision("auto")
     calls = []
     summary = render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=lambda *a: calls.append(a))
     assert (summary.frames, summary.dreamed) == (N, N - kept)
