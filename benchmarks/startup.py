@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -45,14 +46,17 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def timed_process(argv: list[str]) -> float:
-    """Wall seconds of one whole process, start to exit; a failure raises with its last lines of stderr."""
+def timed_process(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one whole process and the processes it waited for, start to exit; a failure raises
+    with its last lines of stderr. CPU time (user + system) counts the work done whatever else the machine runs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tick = time.perf_counter()
     done = subprocess.run(argv, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - tick
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return seconds
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def _ddvideo(*args: str) -> list[str]:
@@ -61,12 +65,15 @@ def _ddvideo(*args: str) -> list[str]:
 
 # -- the pieces of one start-up, in a fresh process -----------------------------------------------------------
 def child(kind: str, weights: str, picture: str) -> None:
-    """Time each piece of a start-up (kind "ddvideo" or "keras") up to the second dream; print one JSON line."""
-    began = time.perf_counter()
+    """Time each piece of a start-up (kind "ddvideo" or "keras") up to the second dream, in wall and CPU seconds
+    (all threads); print them as one JSON line."""
+    began, cpu_began = time.perf_counter(), time.process_time()
     marks: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     def mark(name: str) -> None:
         marks[name] = time.perf_counter() - began - sum(marks.values())
+        cpu[name] = time.process_time() - cpu_began - sum(cpu.values())
 
     if kind == "ddvideo":
         from ddvideo.cli import _import_tensorflow_quietly
@@ -105,7 +112,7 @@ def child(kind: str, weights: str, picture: str) -> None:
         mark("first")
         dream.dream(image)
         mark("second")
-    print("RESULT " + json.dumps(marks), flush=True)
+    print("RESULT " + json.dumps({**marks, **{f"cpu_{k}": v for k, v in cpu.items()}}), flush=True)
 
 
 def _child_pieces(kind: str, weights: str, picture: Path) -> dict[str, float]:
@@ -132,13 +139,18 @@ def bench_startup(args, folder: Path, precision: str) -> tuple[list[str], float]
                                                         "--precision", "float32"),
     }
     times: dict[str, list[float]] = {label: [] for label in commands}
+    cpu: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(rounds):  # alternating, so a busy moment of the machine hits each alike
         for label, argv in commands.items():
-            times[label].append(timed_process(argv))
-    base = median(times[next(iter(commands))])
-    rows = ["| whole process | s (median) | runs | vs the Keras script |", "|---|---|---|---|"]
+            wall, used = timed_process(argv)
+            times[label].append(wall)
+            cpu[label].append(used)
+    base, cpu_base = median(times[next(iter(commands))]), median(cpu[next(iter(commands))])
+    rows = ["| whole process | s (median) | runs | vs the Keras script | CPU s (median) | CPU vs the Keras script |",
+            "|---|---|---|---|---|---|"]
     for label, values in times.items():
-        rows.append(f"| {label} | {median(values):.2f} | {', '.join(f'{v:.1f}' for v in values)} | {median(values) / base:.2f}x |")
+        rows.append(f"| {label} | {median(values):.2f} | {', '.join(f'{v:.1f}' for v in values)} | "
+                    f"{median(values) / base:.2f}x | {median(cpu[label]):.1f} | {median(cpu[label]) / cpu_base:.2f}x |")
     ratio = median(times[list(commands)[1]]) / base
 
     pieces: dict[str, list[dict[str, float]]] = {"keras": [], "ddvideo": []}
@@ -148,17 +160,19 @@ def bench_startup(args, folder: Path, precision: str) -> tuple[list[str], float]
     names = {"import": "import TensorFlow and Keras", "load": "build the model and load its weights",
              "prepare": "ddvideo: cut, fold and cast the network, objective; Keras: extractor",
              "first": "first dream (tracing and graph optimisation included)", "second": "second dream (the dream alone)"}
-    rows += ["", "| piece | Keras example s | ddvideo (defaults) s |", "|---|---|---|"]
+    rows += ["", "| piece | Keras example s | ddvideo (defaults) s | Keras example CPU s | ddvideo CPU s |",
+             "|---|---|---|---|---|"]
     for key, label in names.items():
-        rows.append(f"| {label} | {median([p[key] for p in pieces['keras']]):.2f} | "
-                    f"{median([p[key] for p in pieces['ddvideo']]):.2f} |")
-    ready = {kind: median([sum(p[k] for k in ("import", "load", "prepare", "first")) for p in runs])
-             for kind, runs in pieces.items()}
-    rows.append(f"| **first picture ready** (sum of the above, per run) | {ready['keras']:.2f} | {ready['ddvideo']:.2f} |")
+        cells = [median([p[prefix + key] for p in pieces[kind]]) for prefix in ("", "cpu_") for kind in pieces]
+        rows.append(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    ready = [median([sum(p[prefix + k] for k in ("import", "load", "prepare", "first")) for p in pieces[kind]])
+             for prefix in ("", "cpu_") for kind in pieces]
+    rows.append("| **first picture ready** (sum of the above, per run) | " + " | ".join(f"{c:.2f}" for c in ready) + " |")
     rows.append(f"\n384x360 photo (samples/chelsea.png, scaled), keras preset (mixed4..mixed7), 3 octaves x 30 "
                 f"iterations, max loss 15, weights {args.weights}; ddvideo in its default precision ({precision} here) "
                 f"and in float32. Whole processes: {rounds} rounds, the three commands alternating, median. Pieces: "
-                f"the same work in one fresh process per run ({rounds} each, alternating), median per piece.")
+                f"the same work in one fresh process per run ({rounds} each, alternating), median per piece. CPU s: "
+                f"user + system time of all threads, which what else the machine runs changes much less than wall time.")
     print("\n".join(rows), flush=True)
     return rows, ratio
 
@@ -175,26 +189,33 @@ def bench_batch(args, folder: Path) -> tuple[list[str], float]:
     manifest.write_text(f'[defaults]\nmode = "image"\nweights = "{args.weights}"\n{jobs}')
     summary = manifest.with_suffix(".summary.json")
     times: dict[str, list[float]] = {"separate": [], "batch": []}
+    cpu: dict[str, list[float]] = {"separate": [], "batch": []}
     loads = []
     for _ in range(rounds):
-        times["separate"].append(sum(timed_process(_ddvideo("image", str(p), str(o), "--weights", args.weights))
-                                     for p, o in zip(stills, outputs)))
+        runs = [timed_process(_ddvideo("image", str(p), str(o), "--weights", args.weights)) for p, o in zip(stills, outputs)]
+        times["separate"].append(sum(wall for wall, _ in runs))
+        cpu["separate"].append(sum(used for _, used in runs))
         for path in [*outputs, summary]:
             path.unlink(missing_ok=True)  # a batch skips finished jobs
-        times["batch"].append(timed_process(_ddvideo("batch", str(manifest))))
+        wall, used = timed_process(_ddvideo("batch", str(manifest)))
+        times["batch"].append(wall)
+        cpu["batch"].append(used)
         loads.append(sum(job["loads"] for job in json.loads(summary.read_text())["jobs"]))
     separate, batch = median(times["separate"]), median(times["batch"])
+    cpu_separate, cpu_batch = median(cpu["separate"]), median(cpu["batch"])
     count = len(stills)
     sizes = ", ".join(f"{w}x{h}" for h, w in BATCH_SIZES)
-    rows = ["| how | s (median) | runs | s per still | vs separate runs |", "|---|---|---|---|---|",
+    rows = ["| how | s (median) | runs | s per still | vs separate runs | CPU s (median) | CPU vs separate runs |",
+            "|---|---|---|---|---|---|---|",
             f"| {count} separate `ddvideo image` processes | {separate:.1f} | "
-            f"{', '.join(f'{v:.1f}' for v in times['separate'])} | {separate / count:.2f} | 1.00x |",
+            f"{', '.join(f'{v:.1f}' for v in times['separate'])} | {separate / count:.2f} | 1.00x | {cpu_separate:.1f} | 1.00x |",
             f"| one `ddvideo batch` of the {count} | {batch:.1f} | {', '.join(f'{v:.1f}' for v in times['batch'])} | "
-            f"{batch / count:.2f} | {batch / separate:.2f}x |",
+            f"{batch / count:.2f} | {batch / separate:.2f}x | {cpu_batch:.1f} | {cpu_batch / cpu_separate:.2f}x |",
             f"\n{count} stills ({per_size} each at {sizes}; sample photos cropped and mirrored), `ddvideo image` "
             f"defaults (keras preset, 3 octaves x 30 iterations, precision auto), weights {args.weights}. The batch "
             f"ran on one worker (no GPU) or one per GPU and loaded the network {', '.join(map(str, loads))} time(s) "
-            f"per run. {rounds} rounds, separate runs and the batch alternating, median."]
+            f"per run. {rounds} rounds, separate runs and the batch alternating, median. CPU s: user + system time "
+            f"of the processes and their workers."]
     print("\n".join(rows), flush=True)
     return rows, batch / separate
 
