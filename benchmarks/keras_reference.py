@@ -4,9 +4,16 @@ A transcription of the example's algorithm (keras.io/examples/generative/deep_dr
 gradient step, a Python loop over steps that reads the loss back to test the early stop, `tf.image.resize`
 between octaves. Built once, so each octave shape is traced once and later frames reuse the traces, as a user
 dreaming a video with the example would.
+
+Run as a script it is the example as a user runs it, start to finish (the whole-process baseline of bench.py):
+
+    python benchmarks/keras_reference.py IN.png OUT.png --weights PATH [--iterations 30]
 """
 
 from __future__ import annotations
+
+import argparse
+import sys
 
 import keras
 import numpy as np
@@ -57,3 +64,28 @@ class KerasExampleDream:
             x += tf.image.resize(original, shape) - tf.image.resize(shrunk, shape)
             shrunk = tf.image.resize(original, shape)
         return np.rint(np.clip((x[0].numpy() + 1.0) * 127.5, 0, 255)).astype(np.uint8)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load InceptionV3, dream one picture with the keras preset, save it: the example's script end to end."""
+    parser = argparse.ArgumentParser(description="The Keras DeepDream example as one script.")
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--weights", default="imagenet", help="imagenet, none (random) or a weights file")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--octaves", type=int, default=3)
+    args = parser.parse_args(argv)
+    file = args.weights not in ("imagenet", "none")
+    model = keras.applications.InceptionV3(weights=None if file or args.weights == "none" else "imagenet",
+                                           include_top=False)
+    if file:
+        model.load_weights(args.weights)
+    layer_weights = {"mixed4": 1.0, "mixed5": 1.5, "mixed6": 2.0, "mixed7": 2.5}
+    image = keras.utils.img_to_array(keras.utils.load_img(args.input)).astype(np.uint8)
+    dream = KerasExampleDream(model, layer_weights, octaves=args.octaves, iterations=args.iterations)
+    keras.utils.save_img(args.output, dream.dream(image))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

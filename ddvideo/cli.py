@@ -49,8 +49,9 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
     def update(index: int, total: int | None, loss: float | None) -> None:
         if not bars:
             unit = "tile" if opts["command"] == "sheet" else "frame"
-            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                             desc=opts.get("progress_label")))  # set by the command once it knows
+            # the precision chosen, and the frame rate (set by the command once it knows)
+            label = ", ".join(filter(None, (_precision_label(opts), opts.get("progress_label"))))
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=label or None))
         bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total
@@ -59,6 +60,16 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
         bar.update(1)
 
     return update, lambda: bars and bars[0].close()
+
+
+def _precision_label(opts: dict[str, Any]) -> str | None:
+    """The network's dtype for the progress line, e.g. "bfloat16 (auto)"; None for commands without a dream."""
+    if "precision" not in opts:
+        return None
+    from .models import resolve_precision
+
+    chosen = resolve_precision(opts["precision"])
+    return f"{chosen} (auto)" if opts["precision"] == "auto" else chosen
 
 
 def _terminate(signum, frame) -> None:

@@ -15,9 +15,9 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 
     check_not_source(opts["output"], [opts["input"]])
     check_writable(opts["output"])
-    dreamer = make_dreamer(opts)
+    # the picture first: a bad input fails before the model loads
     frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
-    result = dreamer.dream(frame, seed=opts["seed"])
+    result = make_dreamer(opts).dream(frame, seed=opts["seed"])
     write_image(opts["output"], result.frame)
     progress(0, 1, result.loss)
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from .errors import SettingsError
-from .models import PRECISIONS, LoadedModel, dreaming_copy
+from .models import PRECISIONS, LoadedModel, dreaming_copy, resolve_precision
 from .objective import (Term, build_extractor, check_guide, feature_stride, guide_matrices, guided_term, min_input_side,
                         parse_objective)
 
@@ -49,7 +50,9 @@ class DreamSettings:
     max_loss: float | None = None
     normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
-    precision: str = "float32"  # the network's dtype; the image, loss and gradient normalisation stay float32
+    # the network's dtype; the image, loss and gradient normalisation stay float32. "auto": bfloat16 where the
+    # hardware runs it fast, else float32 (models.auto_precision); a Dreamer's settings hold the resolved dtype
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -151,9 +154,13 @@ class Dreamer:
     (H, W, 3) uint8, turns each layer's term into the guided term (objective.guided_term) toward its features.
     """
 
+    # settings the compiled dream takes as inputs: dreamers differing only in these can share one (see `sharing`)
+    RUNTIME_SETTINGS = ("iterations", "step", "strength", "max_loss")
+
     def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *,
                  jit_compile: bool | None = None, guide: np.ndarray | None = None):
         self.loaded = loaded
+        settings = replace(settings, precision=resolve_precision(settings.precision))  # "auto", chosen once
         self.settings = settings
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
         network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
@@ -178,10 +185,29 @@ class Dreamer:
         # The network's forward and backward pass as a function of its own, not inlined into the step loop: in a
         # loop body TensorFlow's oneDNN rewrite skips MaxPoolGrad or not depending on op names, which made a step
         # 20 % slower on CPU and its rounding depend on what else the process had built (so resumes differed).
-        self._network_gradients = tf.function(self._piece_gradients, experimental_attributes={"_noinline": True})
+        # It takes any (h, w, 3), so it is traced once for every octave, tile and frame size: tracing the network
+        # is most of a dreamer's start-up, and a new frame size then costs only the small octave graph around it.
+        self._network_gradients = tf.function(
+            self._piece_gradients, experimental_attributes={"_noinline": True},
+            input_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)))
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
+    def sharing(self, loaded: LoadedModel, settings: DreamSettings) -> "Dreamer | None":
+        """A dreamer for `loaded` and `settings` that reuses this one's network and compiled graphs, or None where
+        they need their own: another network, or settings that differ in more than RUNTIME_SETTINGS.
+
+        `loaded` may differ in its description only (a seed that random weights alone would use). Traces made
+        for it count in this dreamer's trace_count.
+        """
+        settings = replace(settings, precision=resolve_precision(settings.precision))
+        runtime = {name: getattr(settings, name) for name in self.RUNTIME_SETTINGS}
+        if loaded.model is not self.loaded.model or replace(self.settings, **runtime) != settings:
+            return None
+        view = copy.copy(self)
+        view.loaded, view.settings = loaded, settings
+        return view
+
     @functools.cached_property
     def grid(self) -> int:
         """Input pixels per activation pixel of the objective's coarsest layer (video mode aligns frames to it)."""
@@ -306,7 +332,8 @@ class Dreamer:
         """(loss, d loss / d img) of one untiled (h, w, 3) image; the gradient is float32 whatever the network's dtype."""
         # The loss is a mean over thousands of activations per pixel row: in float16 its gradient underflows
         # to zero unless the loss is scaled up by about the pixel count first (and the gradient back down).
-        scale = float(img.shape[0] * img.shape[1]) * backoff if self.settings.precision == "float16" else None
+        pixels = tf.cast(tf.shape(img)[0] * tf.shape(img)[1], tf.float32)
+        scale = pixels * backoff if self.settings.precision == "float16" else None
         with tf.GradientTape() as tape:
             tape.watch(img)
             loss = self._loss(img)

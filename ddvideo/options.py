@@ -60,8 +60,9 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     g.add_argument("--guide", metavar="IMAGE",
                    help="steer the dream toward the features of this picture (each layer's features matched to the guide's)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="network dtype: bfloat16 is faster on recent GPUs and AMX CPUs, float16 on older GPUs (default float32)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="network dtype (default auto: bfloat16 on GPUs of compute capability 8.0+ and CPUs with AMX or "
+                        "AVX512-BF16, else float32); float32 is exactly the Keras example, float16 helps older GPUs")
     g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the dream with XLA (default: on with a GPU, off on CPU where it is slower)")
 
@@ -257,7 +258,7 @@ def dream_settings(opts: dict[str, Any]):
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
                          strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
                          normalize=opts["normalize"], tile_size=opts["tile_size"],
-                         precision=opts.get("precision", "float32"))
+                         precision=opts.get("precision", "auto"))
 
 
 def guide_option(opts: dict[str, Any]):
@@ -268,12 +269,16 @@ def guide_option(opts: dict[str, Any]):
 
 
 def make_dreamer(opts: dict[str, Any]):
-    """Settings and the guide are checked before the model is built, so a typo fails in a second, not after a download."""
+    """Settings and the guide are checked before the model is built, so a typo fails in a second, not after a
+    download. The network and compiled dream are kept for the next render of this process (a batch worker's next
+    job); a guided dream holds its guide's features, so it gets a dreamer of its own on the kept network."""
     from .dream import Dreamer
-    from .models import load_model
+    from .reuse import shared_dreamer, shared_model
 
     dream, model, guide = dream_settings(opts), model_settings(opts), guide_option(opts)
-    return Dreamer(load_model(model), dream, jit_compile=opts.get("jit"), guide=guide)
+    if guide is not None:
+        return Dreamer(shared_model(model), dream, jit_compile=opts.get("jit"), guide=guide)
+    return shared_dreamer(model, dream, jit_compile=opts.get("jit"))
 
 
 def run_settings(opts: dict[str, Any]):

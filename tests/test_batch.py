@@ -339,6 +339,7 @@ def test_a_failing_job_does_not_stop_the_other(two_jobs: tuple[Path, int]) -> No
     summary = json.loads(path.with_name("jobs.summary.json").read_text())
     pan, broken = summary["jobs"]
     assert (pan["status"], pan["frames"], pan["dreamed"], pan["error"]) == ("done", 24, 24, None)
+    assert (pan["loads"], broken["loads"]) == (1, 0)  # one worker: the second segment reuses the network
     assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 17
     assert summary["finished"] and sorted(os.listdir(path.parent / "out")) == ["pan.mp4"]  # no work folder left
 
@@ -404,14 +405,15 @@ output = "a.out.mp4"
 [[job]]
 input = "a.mp4"
 output = "b.out.mkv"
-seed = 1
+iterations = 2
 """)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # one worker actor, both jobs in turn
     try:
         summary = run_batch(load_manifest(path), ray="auto")
     finally:
         ray.shutdown()
     assert [(r.status, r.frames) for r in summary.results] == [("done", 8), ("done", 8)], summary.results
+    assert [r.loads for r in summary.results] == [1, 0]  # the actor kept the network for the second job
     assert all(r.where for r in summary.results)  # the node each ran on
     assert len(decode(tmp_path / "b.out.mkv")) == 8
     assert json.loads(Path(summary.path).read_text())["finished"]

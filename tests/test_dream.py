@@ -8,7 +8,7 @@ import keras
 from conftest import SMALL_LAYERS, textured_image
 from ddvideo.dream import Dreamer, DreamSettings, octave_shapes, tile_spans, to_uint8, to_unit
 from ddvideo.errors import SettingsError
-from ddvideo.models import dreaming_copy
+from ddvideo.models import auto_precision, dreaming_copy, resolve_precision
 
 
 def keras_example_dream(model, layer_weights, image, *, octaves, scale, iterations, step, max_loss):
@@ -59,7 +59,7 @@ def test_parity_with_keras_example(inception):
     image = textured_image(170, 210, seed=1)
     weights = {"mixed2": 0.5, "mixed3": 1.5}
     settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", octaves=2, octave_scale=1.4, iterations=4, step=20.0,
-                             max_loss=15.0, base_size=0)  # the example's own pyramid and step
+                             max_loss=15.0, base_size=0, precision="float32")  # the Keras-exact path
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset(weights)).model
     reference = keras_example_dream(network, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
@@ -102,7 +102,8 @@ def test_folded_network_computes_the_same_features_and_gradients(inception):
 
 def test_parity_holds_with_early_stop(inception):
     image = textured_image(120, 130, seed=2)
-    settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4, base_size=0)
+    settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4, base_size=0,
+                             precision="float32")
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset({"mixed2"})).model
     reference = keras_example_dream(network, {"mixed2": 1.0}, image, octaves=1, scale=1.4, iterations=6, step=20.0, max_loss=1e-4)
@@ -120,6 +121,14 @@ def test_compiles_once_per_shape(inception):
     assert dreamer.trace_count == 1
     dreamer.dream(textured_image(120, 128), seed=0)
     assert dreamer.trace_count == 2
+
+
+def test_the_network_is_traced_once_for_every_octave_and_frame_size(inception):
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=1))
+    for height, width in ((150, 160), (170, 150)):
+        dreamer.dream(textured_image(height, width), seed=0)
+    assert dreamer.trace_count == 2  # the small graph of octaves around it: once per frame size
+    assert dreamer._network_gradients.experimental_get_tracing_count() == 1
 
 
 def test_deterministic_for_a_seed(inception):
@@ -226,7 +235,7 @@ def _gradient(dreamer, image):
 @pytest.mark.parametrize("precision, min_cosine", [("bfloat16", 0.95), ("float16", 0.99)])
 def test_reduced_precision_gradient_points_the_same_way(inception, precision, min_cosine):
     image = textured_image(128, 144, seed=9)
-    reference = _gradient(Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1)), image)
+    reference = _gradient(Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, precision="float32")), image)
     reduced = _gradient(Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, precision=precision)), image)
     assert reduced.dtype == np.float32
     # float16 needs its loss scaled up: unscaled, this gradient underflows to zero
@@ -238,7 +247,7 @@ def test_reduced_precision_gradient_points_the_same_way(inception, precision, mi
 def test_bfloat16_dream_differs_less_than_one_grey_level_of_input_noise(inception):
     """A dream amplifies any small change; bfloat16 must change it less than +-1 grey level on the input does."""
     image = textured_image(128, 144, seed=9)
-    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None)
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None, precision="float32")
     exact = Dreamer(inception, settings)
     baseline = exact.dream(image).frame.astype(int)
     noisy = np.clip(image + np.random.default_rng(0).integers(-1, 2, image.shape), 0, 255).astype(np.uint8)
@@ -259,13 +268,37 @@ def test_xla_gives_the_same_dream_within_one_grey_level(inception):
     assert jit.trace_count == 1
 
 
-def test_jit_defaults_to_off_without_a_gpu(inception):
-    assert Dreamer(inception, DreamSettings(layers=SMALL_LAYERS)).jit_compile is False  # conftest hides GPUs
+def test_jit_defaults_to_on_only_with_a_gpu(inception):
+    gpu = bool(tf.config.list_physical_devices("GPU"))  # none unless the run shows one (conftest hides them)
+    assert Dreamer(inception, DreamSettings(layers=SMALL_LAYERS)).jit_compile is gpu
 
 
 def test_unknown_precision_names_the_choices():
-    with pytest.raises(SettingsError, match=r"--precision must be one of float32, bfloat16, float16"):
+    with pytest.raises(SettingsError, match=r"--precision must be one of auto, float32, bfloat16, float16"):
         DreamSettings(precision="float64")
+
+
+@pytest.mark.parametrize("flags, gpus, expected", [
+    ({"avx2", "avx512f"}, [], "float32"),
+    ({"avx512f", "avx512_bf16"}, [], "bfloat16"),  # AMD Zen 4, Intel Cooper Lake
+    ({"amx_bf16", "amx_tile"}, [], "bfloat16"),  # Intel Sapphire Rapids on
+    ({"amx_bf16"}, [(7, 5)], "float32"),  # the dream runs on the GPU: a Turing card decides
+    (set(), [(8, 0), (9, 0)], "bfloat16"),
+    (set(), [(8, 6), (7, 0)], "float32"),  # one older card among them
+    (set(), [None], "float32"),  # a GPU that does not say (not CUDA)
+])
+def test_auto_precision_is_bfloat16_only_where_the_hardware_runs_it_fast(flags, gpus, expected):
+    assert auto_precision(cpu_flags=frozenset(flags), gpu_capabilities=gpus) == expected
+
+
+def test_auto_is_the_default_and_resolves_once_to_a_dtype(inception):
+    assert DreamSettings().precision == "auto"
+    chosen = resolve_precision("auto")
+    assert chosen in ("float32", "bfloat16")
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1))
+    assert dreamer.settings.precision == chosen  # what the work folder records
+    assert dreamer.extractor.layers[-1].dtype_policy.compute_dtype == chosen
+    assert resolve_precision("float16") == "float16"
 
 
 def test_cli_precision_and_jit_reach_the_dreamer(inception, monkeypatch):

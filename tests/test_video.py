@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -21,6 +22,7 @@ from ddvideo.errors import DDVideoError
 from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import warping_error
+from ddvideo.models import resolve_precision
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import VIDEO_STEP_SHARE, ClipSettings, first_iterations, render_video
 
@@ -237,6 +239,9 @@ def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference
     assert not out.exists()
     kept = len(list((tmp_path / "frames.ddwork" / "frames").iterdir()))
     assert 5 <= kept < N
+    # the default precision (auto), resolved to this machine's dtype, is what the work folder records
+    record = json.loads((tmp_path / "frames.ddwork" / "settings.json").read_text())
+    assert dreamer.settings.precision == record["dream"]["precision"] == resolve_precision("auto")
     calls = []
     summary = render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=lambda *a: calls.append(a))
     assert (summary.frames, summary.dreamed) == (N, N - kept)
@@ -250,8 +255,9 @@ def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys):
     out = tmp_path / "killed.mp4"
     work = tmp_path / "killed.mp4.ddwork" / "frames"
     argv = ["video", str(clips["pan"]), str(out), *FAST, "--crf", "0"]
+    # the same devices as this process (conftest hides GPUs unless the run shows one): both halves alike
     proc = subprocess.Popen([sys.executable, "cli.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
+                            stderr=subprocess.DEVNULL, env=dict(os.environ))  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not (work.is_dir() and len(finished(work)) >= 2):

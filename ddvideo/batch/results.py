@@ -23,6 +23,7 @@ class JobResult:
     error: str | None = None
     detail: str | None = None
     where: str | None = None  # the worker(s): "GPU 1", "CPU", a Ray node
+    loads: int = 0  # networks loaded for it; 0 when its worker kept the network of an earlier job
 
 
 @dataclass(frozen=True)

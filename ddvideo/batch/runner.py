@@ -142,14 +142,15 @@ class _Batch:
             return
         if unit.segment is None:
             self._finish(job, "done" if result.ok else "failed", frames=result.frames, dreamed=result.dreamed,
-                         error=result.error, detail=result.detail, seconds=result.seconds)
+                         error=result.error, detail=result.detail, seconds=result.seconds, loads=result.loads)
             return
         self.unit_results[result.key] = result
         segs = self.segments[job.index]
         if not result.ok:
             error = f"segment {unit.segment.index + 1} of {len(segs)}: {result.error}"
             self._finish(job, "failed", frames=self._segment_sum(job, "frames"),
-                         dreamed=self._segment_sum(job, "dreamed"), error=error, detail=result.detail)
+                         dreamed=self._segment_sum(job, "dreamed"), error=error, detail=result.detail,
+                         loads=self._segment_sum(job, "loads"))
         elif all(Unit(job, s).key in self.unit_results for s in segs):
             self._join(job)
 
@@ -179,14 +180,14 @@ class _Batch:
             return
         if not run.keep_work:
             shutil.rmtree(job.work_dir, ignore_errors=True)
-        self._finish(job, "done", frames=frames, dreamed=dreamed)
+        self._finish(job, "done", frames=frames, dreamed=dreamed, loads=self._segment_sum(job, "loads"))
 
     def _finish(self, job: Job, status: str, *, frames: int = 0, dreamed: int = 0, error: str | None = None,
-                detail: str | None = None, seconds: float | None = None) -> None:
+                detail: str | None = None, seconds: float | None = None, loads: int = 0) -> None:
         if job.index in self.began:
             seconds = time.perf_counter() - self.began[job.index]
         result = JobResult(job.index, job.name, job.mode, job.line, status, frames, dreamed, seconds or 0.0,
-                           job.output, error, detail, ", ".join(self.wheres.get(job.index, [])) or None)
+                           job.output, error, detail, ", ".join(self.wheres.get(job.index, [])) or None, loads)
         self.results[job.index] = result
         self._save()
         self.progress(BatchEvent("finish", job, where=result.where, result=result))
@@ -231,7 +232,7 @@ def run_batch(manifest: Manifest, *, gpus: Sequence[str] | None = None, ray: str
 
     Locally, one worker process per GPU (`gpus`: ids as nvidia-smi numbers them; None = every visible GPU,
     [] = one CPU worker), each pinned with CUDA_VISIBLE_DEVICES and handed the next job as it frees up. With
-    `ray` (an address or "auto") the jobs run as Ray tasks of one GPU each on that cluster instead. `segments`
+    `ray` (an address or "auto") the jobs run on Ray actors of one GPU each on that cluster instead. `segments`
     splits each video job into that many parts rendered in parallel and joined without re-encoding (default:
     only where workers would otherwise idle). The results are also written to `manifest.summary_path`.
     """
@@ -249,7 +250,7 @@ def run_batch(manifest: Manifest, *, gpus: Sequence[str] | None = None, ray: str
             ray_module, slots, use_gpus, owned = connect_ray(ray)
             try:
                 units = batch.plan(segments=segments, slots=slots)
-                run_ray(ray_module, units, use_gpus, batch.on_message)
+                run_ray(ray_module, units, use_gpus, batch.on_message, slots=slots)
             finally:
                 if owned:
                     ray_module.shutdown()

@@ -55,6 +55,7 @@ class UnitResult:
     error: str | None = None
     detail: str | None = None  # the traceback of an unexpected exception
     where: str | None = None
+    loads: int = 0  # networks the worker loaded for it: 0 when it had the job's network from an earlier job
 
 
 def output_frames(path: str) -> int:
@@ -113,6 +114,9 @@ def run_unit(unit: Unit, *, emit: Emit | None = None, alive: Callable[[], bool] 
         return UnitResult(unit.key, True, frames=unit.frames(), where=where)
     counter = _Counter(unit.key, emit, alive, total=unit.frames() if unit.segment else None)
     error = detail = None
+    from ..reuse import models_loaded
+
+    loads = models_loaded()
     try:
         from ..commands import run_command
         from ..options import build_parser
@@ -128,7 +132,7 @@ def run_unit(unit: Unit, *, emit: Emit | None = None, alive: Callable[[], bool] 
         error, detail = f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc()
     counter.flush()
     return UnitResult(unit.key, error is None, counter.frames, counter.dreamed, time.perf_counter() - began,
-                      error, detail, where)
+                      error, detail, where, models_loaded() - loads)
 
 
 def _render_segment(opts: dict[str, Any], segment: Segment, counter: _Counter) -> None:

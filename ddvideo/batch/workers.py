@@ -1,4 +1,4 @@
-"""Where units run: one worker process per local GPU, or Ray tasks of one GPU each on a cluster."""
+"""Where units run: one worker process per local GPU, or Ray actors of one GPU each on a cluster."""
 
 from __future__ import annotations
 
@@ -151,9 +151,9 @@ def run_local(units: list[Unit], devices: list[str | None], on_message: Callable
             worker.stop(interrupt=interrupted)
 
 
-# -- Ray: tasks of one GPU each on a cluster ----------------------------------------------------------
+# -- Ray: actors of one GPU each on a cluster -----------------------------------------------------------
 def connect_ray(address: str):
-    """(ray, task slots, whether tasks take a GPU, whether we started the connection)."""
+    """(ray, worker slots, whether workers take a GPU, whether we started the connection)."""
     try:
         import ray
     except ImportError:
@@ -181,27 +181,38 @@ class _QueueEmit:
             self.events.put(message, block=False)
 
 
-def _ray_unit(unit: Unit, events) -> UnitResult:
-    import ray
+class _RayWorker:
+    """A Ray actor: one process, pinned to its GPU for life, rendering the units it is handed one after another
+    and keeping their networks between them (ddvideo.reuse)."""
 
-    gpu_ids = ray.get_gpu_ids()
-    where = ray.util.get_node_ip_address() + (f" GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "")
-    emit = _QueueEmit(events)
-    emit(("start", None, unit.key, where))
-    return run_unit(unit, emit=emit, where=where)
+    def run(self, unit: Unit, events) -> UnitResult:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids()
+        where = ray.util.get_node_ip_address() + (f" GPU {','.join(map(str, gpu_ids))}" if gpu_ids else "")
+        emit = _QueueEmit(events)
+        emit(("start", None, unit.key, where))
+        return run_unit(unit, emit=emit, where=where)
 
 
-def run_ray(ray, units: list[Unit], use_gpus: bool, on_message: Callable[[tuple], None]) -> None:
-    """Submit every unit as a task; Ray runs them as GPUs free up and retries those whose worker dies."""
+def run_ray(ray, units: list[Unit], use_gpus: bool, on_message: Callable[[tuple], None], *, slots: int) -> None:
+    """Start one worker actor per slot (a GPU each where the cluster has GPUs) and hand each the next unit as it
+    finishes one, so a network is loaded once per worker rather than once per job. Ray restarts a worker that
+    dies and runs its unit again (it resumes from its frames)."""
     if not units:
         return
     from ray.util.queue import Queue
 
     events = Queue()
-    # max_calls=1: a fresh process per GPU task, so TensorFlow's memory goes back and the next task can pin anew
-    options = {"num_gpus": 1, "max_calls": 1} if use_gpus else {"num_gpus": 0}
-    task = ray.remote(max_retries=MAX_RETRIES, **options)(_ray_unit)
-    pending = {task.remote(unit, events): unit for unit in units}
+    options = {"num_gpus": 1} if use_gpus else {"num_cpus": 1}
+    actor = ray.remote(max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES, **options)(_RayWorker)
+    workers = [actor.remote() for _ in range(min(slots, len(units)))]
+    ready = deque(units)
+    pending: dict = {}  # task -> (unit, worker)
+
+    def give(worker) -> None:
+        unit = ready.popleft()
+        pending[worker.run.remote(unit, events)] = (unit, worker)
 
     def drain() -> None:
         with contextlib.suppress(Exception):
@@ -209,20 +220,34 @@ def run_ray(ray, units: list[Unit], use_gpus: bool, on_message: Callable[[tuple]
                 on_message(message)
 
     try:
+        for worker in workers[:len(ready)]:
+            give(worker)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=EVENT_EVERY_S)
             drain()
             for ref in done:
-                unit = pending.pop(ref)
+                unit, worker = pending.pop(ref)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    result = UnitResult(unit.key, False, error=f"the Ray task failed ({first[:200]})")
+                    result = UnitResult(unit.key, False, error=f"the Ray worker failed ({first[:200]})")
+                    if isinstance(exc, ray.exceptions.RayActorError):  # restarts used up: give it no more
+                        workers.remove(worker)
+                        worker = None
                 on_message(("result", None, result))
+                if ready and worker is not None:
+                    give(worker)
+            if ready and not pending:  # every worker is gone
+                for unit in ready:
+                    on_message(("result", None, UnitResult(unit.key, False, error="every Ray worker died")))
+                ready.clear()
     finally:
         for ref in pending:
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                ray.kill(worker)
         with contextlib.suppress(Exception):
             events.shutdown()
