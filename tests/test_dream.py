@@ -261,7 +261,8 @@ def test_bfloat16_dream_differs_less_than_one_grey_level_of_input_noise(inceptio
 
 def test_xla_gives_the_same_dream_within_one_grey_level(inception):
     image = textured_image(108, 112, seed=10)
-    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None)
+    # float32: in bfloat16 the two compilers round differently (up to 10 grey levels after 2 steps here)
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None, precision="float32")
     plain = Dreamer(inception, settings, jit_compile=False).dream(image).frame
     jit = Dreamer(inception, settings, jit_compile=True)
     assert np.abs(jit.dream(image).frame.astype(int) - plain).max() <= 1

@@ -88,7 +88,8 @@ def test_what_changes_the_graph_gets_its_own_dreamer_on_the_same_network(counted
     assert reuse.shared_dreamer(RANDOM, replace(SETTINGS, layers="mixed2=1.0")) is not base  # another objective
     assert reuse.shared_dreamer(RANDOM, replace(SETTINGS, precision="float16")) is not base
     assert reuse.shared_dreamer(RANDOM, SETTINGS, jit_compile=True) is not base
-    assert counted == {"loads": 1, "folds": 3}  # the jit dreamer shares the float32/bfloat16 copy of its objective
+    # objectives on mixed blocks fold alike and share one copy; float16 has its own; the jit dreamer shares too
+    assert counted == {"loads": 1, "folds": 2}
 
 
 def test_the_seed_names_another_network_only_for_random_weights() -> None:
