@@ -276,10 +276,10 @@ def bench_video(dreamer, args, clip: Path, work: Path) -> tuple[list[str], float
 
     count = 4 if args.quick else 24
     calls = []
-    dream = dreamer.dream  # count the dream calls (the first frame is dreamed more than once to settle)
+    dream = dreamer.dream  # count the dream calls, with their options (the first frame is dreamed as a still)
 
     def counting(frame, **kwargs):
-        calls.append(frame)  # what the render dreamed: frames on their grid canvases
+        calls.append((frame, kwargs))  # what the render dreamed: frames on their grid canvases
         return dream(frame, **kwargs)
 
     dreamer.dream = counting
@@ -289,7 +289,7 @@ def bench_video(dreamer, args, clip: Path, work: Path) -> tuple[list[str], float
     finally:
         del dreamer.dream
     frames = clip_frames(clip, count)
-    pure = sum(timed(dreamer.dream, frame, seed=i)[0] for i, frame in enumerate(calls))
+    pure = sum(timed(dreamer.dream, frame, **kwargs)[0] for frame, kwargs in calls)
 
     # the work around the dream, each part alone, per frame; saving and encoding on dreamed frames, whose
     # texture costs PNG and H.264 several times what the flat test pattern does
