@@ -119,6 +119,27 @@ def test_occlusion_mask_marks_uncovered_strip():
     assert unreliable[8:88, 96:120].mean() < 0.05
 
 
+def test_occlusion_mask_is_ruders_test_pixel_for_pixel():
+    """The mask, written with OpenCV for speed, against the definition in plain numpy on rough random flows (and
+    the same flows transposed, so each frame edge meets every part of the test)."""
+    rng = np.random.default_rng(4)
+    flow_bw = cv2.GaussianBlur(rng.normal(0, 20, (H, W, 2)).astype(np.float32), (0, 0), 6)
+    flow_fw = -flow_bw + cv2.GaussianBlur(rng.normal(0, 2, (H, W, 2)).astype(np.float32), (0, 0), 2)
+    for bw, fw in ((flow_bw, flow_fw), (flow_bw.transpose(1, 0, 2)[..., ::-1], flow_fw.transpose(1, 0, 2)[..., ::-1])):
+        bw, fw = np.ascontiguousarray(bw), np.ascontiguousarray(fw)
+        h, w = bw.shape[:2]
+        fw_on_b = warp(fw, bw)
+        energy = np.sum(fw_on_b**2, axis=2) + np.sum(bw**2, axis=2)
+        inconsistent = np.sum((fw_on_b + bw) ** 2, axis=2) > 0.01 * energy + 0.5
+        grads = [g for c in (0, 1) for g in np.gradient(bw[..., c])]
+        boundary = sum(g**2 for g in grads) > 0.01 * np.sum(bw**2, axis=2) + 0.002
+        x, y = bw[..., 0] + np.arange(w), bw[..., 1] + np.arange(h)[:, None]
+        outside = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+        expected = inconsistent | boundary | outside
+        assert 0.05 < expected.mean() < 0.95  # a test with both kinds of pixel
+        np.testing.assert_array_equal(occlusion_mask(fw, bw), expected)
+
+
 def test_coherent_init_none_is_plain_blend():
     source = np.array([[[200, 0, 100], [255, 255, 255]]], np.uint8)  # (1, 2, 3)
     prev_dream = np.array([[[0, 100, 101], [0, 10, 255]]], np.uint8)
