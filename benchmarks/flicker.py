@@ -1,8 +1,8 @@
 """Flicker, sharpness and strength of video mode against the ideal: the same dream, filmed still.
 
-A photo panned by a known camera is the source. Dreamed once as a still (image defaults) and filmed by the same
-camera, it gives a video perfectly glued to the scene: its E_warp is the floor for that dream texture, and its
-sharpness what a video of that dream should keep. Each video mode renders the source, and the table gives, per
+A photo panned by a known camera is the source. Dreamed once as a still (image defaults, at the base size that
+gives the first frame's pattern scale) and filmed by the same camera, it gives a video perfectly glued to the
+scene: its E_warp is the floor for that dream texture, and its sharpness what a video of that dream should keep. Each video mode renders the source, and the table gives, per
 mode: sharpness over the filmed still's, strength over a still dream of the first frame, E_warp over the filmed
 still's. Two clips: a sub-pixel pan over samples/coffee.png (each window cut from a 4x upscale and averaged down,
 so every frame is equally sharp), and samples/coffee_pan.mp4 (its own camera, from samples/make_samples.py).
@@ -37,7 +37,7 @@ from ddvideo.media import VideoReader, ffmpeg_exe, read_image, write_image  # no
 from ddvideo.metrics import measure_clip, strength  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 from ddvideo.render import RunSettings  # noqa: E402
-from ddvideo.video import VIDEO_ITERATIONS, ClipSettings, render_video  # noqa: E402
+from ddvideo.video import VIDEO_ITERATIONS, VIDEO_STEP_SHARE, ClipSettings, render_video  # noqa: E402
 
 import make_samples  # noqa: E402
 from bench import cpu_model, gpu_names  # noqa: E402  (benchmarks/ is on the path when run as a script)
@@ -67,6 +67,21 @@ def sample_camera(photo: np.ndarray, frames: int) -> list[np.ndarray]:
     return list(make_samples.camera_frames(photo))[:frames]
 
 
+def first_window(camera, photo: np.ndarray) -> float:
+    """Photo pixels across the camera's first frame."""
+    return PAN["width"] if camera is pan_camera else make_samples.first_crop_width(photo)
+
+
+def matched_base(settings: DreamSettings, photo: np.ndarray, window: float) -> int:
+    """The base size at which the whole photo dreams the pattern scale its first frame dreams at the default base.
+
+    The anchored pyramid sets the pattern scale by the picture's long side: a 480 px window of a 600 px photo,
+    dreamed on its own, gets patterns 600/480 times smaller in photo pixels than the photo dreamed whole. Filmed at
+    its own scale, the whole photo's dream would be a coarser texture than any video of the window can show.
+    """
+    return round(settings.base_size * max(photo.shape[:2]) / window)
+
+
 def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
     h, w = frames[0].shape[:2]
     proc = subprocess.Popen([ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
@@ -81,7 +96,8 @@ def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
 
 def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSettings, DreamSettings]]:
     return {
-        "video defaults (residual carried)": (FlowSettings(), video),
+        "video defaults (residual carried, held)": (FlowSettings(), video),
+        "residual carried, fixed fade 0.05, no hold": (FlowSettings(hold=False, blend=0.05), video),
         "whole frame carried (blend 0.3, 3 iterations)": (FlowSettings(carry="frame", blend=0.3), replace(video, iterations=3)),
         "plain blend (0.3, 3 iterations)": (FlowSettings(method="none", carry="frame", blend=0.3), replace(video, iterations=3)),
         "independent frames (still settings)": (FlowSettings(method="none", blend=1.0), still),
@@ -102,8 +118,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     still_settings = DreamSettings(layers=args.preset, precision=args.precision)
     video_settings = replace(still_settings, iterations=VIDEO_ITERATIONS)
     still = Dreamer(loaded, still_settings)
-    filmed = camera(still.dream(photo).frame, frames)
+    base = matched_base(still_settings, photo, first_window(camera, photo))
+    filmed = camera(Dreamer(loaded, replace(still_settings, base_size=base)).dream(photo).frame, frames)
     floor = measure_clip(source, filmed)
+    unmatched = measure_clip(source, camera(still.dream(photo).frame, frames))
     first = strength(still.dream(source[0]).frame, source[0])
     rows, strips = [], [source, filmed]
     for mode, (flow, settings) in modes(still_settings, video_settings).items():
@@ -125,8 +143,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     h, w = source[0].shape[:2]
     return f"""### {name}: {frames} frames, {w}x{h} at {fps:g} fps
 
-Filmed still: E_warp {floor.e_warp:.5f}, sharpness {floor.sharpness:.1f} (source {floor.source_sharpness:.1f}),
-strength {floor.strength:.1f}. Still dream of the first frame: strength {first:.1f}.
+Filmed still (the photo dreamed whole at base size {base}, the pattern scale of the first frame's dream): E_warp
+{floor.e_warp:.5f}, sharpness {floor.sharpness:.1f} (source {floor.source_sharpness:.1f}), strength {floor.strength:.1f}.
+Still dream of the first frame: strength {first:.1f}. The photo dreamed at the default base size, with coarser
+patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.sharpness:.1f}.
 
 | mode | sharpness / filmed still | strength / still | E_warp / filmed still | E_warp | sharpness | strength | s/frame |
 |---|---|---|---|---|---|---|---|
@@ -159,8 +179,9 @@ Generated by `benchmarks/flicker.py` (rerun it to refresh this file).
 
 - Model: `{os.path.relpath(args.model, ROOT) if os.path.exists(args.model) else args.model}` (real ImageNet weights up
   to mixed5), objective `{args.preset}`, precision {args.precision}, base size {video.base_size}
-- Video defaults: {FlowSettings().carry} carried along DIS flow with occlusion, blend {FlowSettings().blend:g},
-  {VIDEO_ITERATIONS} iterations per octave per frame; the first frame dreamed as a still.
+- Video defaults: {FlowSettings().carry} carried along DIS flow with occlusion and held at the first frame's
+  strength, {VIDEO_ITERATIONS} iterations per octave per frame at {VIDEO_STEP_SHARE:g} of a still's step (more
+  where the carried dream is weaker); the first frame dreamed as a still.
 - Machine: {device()}; {time.perf_counter() - began:.0f} s in all
 - Sharpness: mean |Laplacian| of the grey frame. Strength: mean |output - source| (0-255). E_warp (Lai et al.
   2018) on frames scaled to [0, 1], DIS flow and occlusion mask of the source. Targets for the video defaults:

@@ -18,6 +18,9 @@ from ddvideo.errors import InputError, SettingsError
 
 FLOW_METHODS = ("dis", "farneback", "none")
 CARRIES = ("residual", "frame")
+# Each carry's own blend: the residual fades only as the hold needs; a carried whole frame takes 0.3 of the source
+# (earlier tools' usual weight; less lets the picture go, more drops the dream).
+CARRY_BLEND = {"residual": 0.0, "frame": 0.3}
 
 # Farneback parameters from DeepDreamAnim (REFERENCE.md).
 _FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
@@ -39,11 +42,17 @@ class FlowSettings:
     # frame (the picture's own detail arrives fresh, only the dream is resampled), or "frame", the whole previous
     # dream (earlier tools' way: every frame low-passes the last and the picture smears).
     carry: str = "residual"
-    # How much of the carried dream fades each frame ("frame": weight of the new source frame in the init). With
-    # the residual carried and the video defaults, against a dream filmed still (benchmarks/flicker.py, 48-frame
-    # sub-pixel pan, real weights; sharpness / strength / E_warp): blend 0.05 gives 1.07 / 1.00 / 1.09, 0.1 fades
-    # to 1.00 / 0.70 / 0.99 at the same step, 0.03 grows to 1.21 / 1.29 / 1.39 at a slightly larger one.
-    blend: float = 0.05
+    # How much of the carried dream fades each frame ("frame": weight of the new source frame in the init). None:
+    # the carry's own, CARRY_BLEND. The carried residual needs no fixed fade: the hold keeps it at the first
+    # dream's strength. A fixed fade let the level wander with the motion instead: against the same dream filmed
+    # still (benchmarks/flicker.py, real weights, 48 frames, strength / still), a fade of 0.05 held 0.88 of the
+    # still on a sub-pixel pan and 0.83 on samples/coffee_pan.mp4; 0.02, 0.98 and 0.92.
+    blend: float | None = None
+    # Hold the carried dream at the strength of the chain's first dream (a still): where the carried residual is
+    # stronger than that on average it fades to it, and where weaker the frame takes a larger step (video.py).
+    # Without it the level a chain settles at depends on the motion (the same settings held 0.95 of a still's
+    # strength on a pan, 0.75 on a pan with a slow zoom), and a video opening with a still thinned out within a second.
+    hold: bool = True
     occlusion: bool = True  # take the source frame where the flow is unreliable
     # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
     # grid: the gradient depends on where content sits on that grid, so without it every frame adds new pattern.
@@ -54,10 +63,14 @@ class FlowSettings:
         _check_method(self.method)
         if self.carry not in CARRIES:
             raise SettingsError(f"unknown carry {self.carry!r}; choose one of {', '.join(CARRIES)}")
+        if self.blend is None:  # settled here, so settings records and comparisons hold the number
+            object.__setattr__(self, "blend", CARRY_BLEND[self.carry])
         if isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
             raise SettingsError(f"flow blend {self.blend!r} is not a number; use a value in [0, 1]")
         if math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
             raise SettingsError(f"flow blend {self.blend!r} is out of range; use a value in [0, 1]")
+        if not isinstance(self.hold, bool):
+            raise SettingsError(f"flow hold {self.hold!r} is not a boolean; use True or False")
         if not isinstance(self.occlusion, bool):
             raise SettingsError(f"flow occlusion {self.occlusion!r} is not a boolean; use True or False")
 
@@ -210,13 +223,15 @@ CARRY_INTERPOLATION = cv2.INTER_LANCZOS4
 
 
 def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings,
-               prev_source: np.ndarray | None = None) -> np.ndarray:
+               prev_source: np.ndarray | None = None, hold: float | None = None) -> np.ndarray:
     """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow.
 
     carry "residual": init = source + (1 - blend) * warped (prev_dream - prev_source); the picture's own detail
     comes fresh from `source` each frame and only the dream moves, so resampling blur does not compound through
     the picture. carry "frame": init = blend * source + (1 - blend) * warped prev_dream (earlier tools' way).
     Unreliable pixels (occluded or at motion boundaries) carry nothing. With no flow, nothing moves.
+    `hold` (residual carry, settings.hold on): the chain's strength in grey levels (mean |dream - source|); a
+    carried residual stronger than that on average is scaled down to it, beyond the fade.
     """
     source = np.asarray(source)
     prev_dream = np.asarray(prev_dream)
@@ -233,14 +248,19 @@ def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, sett
     if unreliable is not None:
         carried[unreliable] = 0.0 if residual else src[unreliable]
     if residual:
-        init = src + (1.0 - settings.blend) * carried
+        keep = 1.0 - settings.blend
+        if settings.hold and hold is not None:
+            carried_strength = float(np.mean(np.abs(carried)))
+            keep = min(keep, hold / carried_strength) if carried_strength > 0 else keep
+        init = src + keep * carried
     else:
         init = settings.blend * src + (1.0 - settings.blend) * carried
     return np.clip(np.rint(init), 0, 255).astype(np.uint8)
 
 
 def coherent_init(
-    source: np.ndarray, prev_source: np.ndarray, prev_dream: np.ndarray, *, settings: FlowSettings
+    source: np.ndarray, prev_source: np.ndarray, prev_dream: np.ndarray, *, settings: FlowSettings,
+    hold: float | None = None,
 ) -> np.ndarray:
     """blend_init with the motion computed here from the two source frames."""
     if np.shape(prev_source) != np.shape(source):
@@ -249,4 +269,4 @@ def coherent_init(
             f"dream every frame at the source size"
         )
     return blend_init(source, prev_dream, motion(prev_source, source, settings=settings), settings=settings,
-                      prev_source=prev_source)
+                      prev_source=prev_source, hold=hold)

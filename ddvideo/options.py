@@ -89,7 +89,7 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .flow import CARRIES, FlowSettings
+    from .flow import CARRIES, CARRY_BLEND, FlowSettings
     from .objective import PRESETS
     from .video import VIDEO_ITERATIONS
 
@@ -118,8 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what moves along the flow: the previous frame's dream on the fresh source frame (residual, "
                         "the default), or the whole previous output (frame: smears the picture)")
     g.add_argument("--blend", type=float,
-                   help=f"how much of the carried dream fades each frame, 0..1 (default {FlowSettings.blend:g}); with "
-                        f"--carry frame, the weight of the new source frame")
+                   help=f"how much of the carried dream fades each frame, 0..1 (default {CARRY_BLEND['residual']:g}: the "
+                        f"hold keeps it at the first frame's strength); with --carry frame, the weight of the new "
+                        f"source frame (default {CARRY_BLEND['frame']:g})")
+    g.add_argument("--no-hold", action="store_true",
+                   help="let the carried dream settle wherever the motion takes it, rather than at the first frame's strength")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--no-align", action="store_true",
                    help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
@@ -293,7 +296,8 @@ def video_settings(opts: dict[str, Any]):
     from .flow import FlowSettings
     from .video import ClipSettings
 
-    flow = FlowSettings(method=opts["flow"], carry=opts["carry"], occlusion=not opts["no_occlusion"], align=not opts["no_align"],
+    flow = FlowSettings(method=opts["flow"], carry=opts["carry"], hold=not opts["no_hold"],
+                        occlusion=not opts["no_occlusion"], align=not opts["no_align"],
                         **({} if opts["blend"] is None else {"blend": opts["blend"]}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
     return flow, clip

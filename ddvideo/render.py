@@ -125,6 +125,9 @@ def _differences(old: Any, new: Any, name: str = "") -> list[str]:
     return [] if old == new else [f"{name} {json.dumps(old)} -> {json.dumps(new)}"]
 
 
+STATE = "state.json"  # a render's own state beside its frames (FrameStore.remember)
+
+
 class FrameStore:
     """A work folder of finished frames (000000.png ...) and the settings that made them."""
 
@@ -182,6 +185,25 @@ class FrameStore:
     def load(self, index: int) -> np.ndarray:
         return read_image(self.frame_path(index))
 
+    def remember(self, name: str, value: Any) -> None:
+        """Keep a value of the render's own state (JSON) that a resumed run needs and cannot recompute."""
+        state = {**self._state(), name: value}
+        tmp = os.path.join(self.path, STATE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, os.path.join(self.path, STATE))
+
+    def recall(self, name: str) -> Any:
+        """A value kept by `remember` in an earlier run, or None."""
+        return self._state().get(name)
+
+    def _state(self) -> dict:
+        try:
+            with open(os.path.join(self.path, STATE)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
     def remove(self, *, only_if_empty: bool = False) -> None:
         """Remove the frames and records made here, then the folders if that left them empty (never a user's files)."""
         count = self.finished()
@@ -195,7 +217,7 @@ class FrameStore:
         for path in made_here:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-        for name in ("settings.json", "settings.json.tmp"):
+        for name in ("settings.json", "settings.json.tmp", STATE, STATE + ".tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.path, name))
         for folder in (os.path.join(self.path, "frames"), self.path):

@@ -15,17 +15,22 @@ from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
 from .guide import guide_record
 from .media import VideoReader
+from .metrics import strength
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
-# previous dream, so each frame only tops it up. Against a dream filmed still (48-frame sub-pixel pan over
-# samples/coffee.png, real weights, blend 0.05; sharpness / strength / E_warp): share 0.25 gave 1.04 / 0.81 / 1.03,
-# 0.3 gave 1.07 / 1.00 / 1.09 and, in a second run, 1.09 / 0.88 / 1.13 (dreams are chaotic), 0.33 gave
-# 1.09 / 1.04 / 1.15, 0.4 gave 1.14 / 1.13 / 1.27, 0.5 gave 1.22 / 1.25 / 1.47. Three steps a frame at blend 0.1
-# and share 0.25 flickered more (1.27) than two (1.15) at a similar strength.
+# previous dream, so each frame only tops it up. With the hold (FlowSettings.hold), the share decides how fast the
+# dream regrows where the flow brought none, more than how strong it is: on a 48-frame sub-pixel pan over
+# samples/coffee.png (real weights; strength / a still dream of the first frame), share 0.1 gave 1.00, 0.15 1.02,
+# 0.25 1.03, with sharpness and flicker rising a little with it (benchmarks/flicker-results.md).
 VIDEO_ITERATIONS = 2
-VIDEO_STEP_SHARE = 0.35
+VIDEO_STEP_SHARE = 0.25
+# With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
+# (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
+# back at once); one stronger fades to it (flow.blend_init).
+HOLD_GAIN = 2.0
+HOLD_BOOST = 4.0
 # The first frame of a chain is dreamed as a still, with this many times a frame's iterations up to a still's
 # (30 at the defaults, as `ddvideo image`) at the full step: the video opens at a still dream's strength, which the
 # carried residual keeps.
@@ -109,6 +114,13 @@ def _first_dream(frame: np.ndarray, *, dream: Dream, dreamer: Dreamer) -> DreamR
     return dream(frame, iterations=first_iterations(dreamer.settings.iterations))
 
 
+def step_boost(carried: float, hold: float) -> float:
+    """Factor on a frame's step when its carried dream has `carried` strength and the chain holds `hold`."""
+    if carried >= hold:
+        return 1.0
+    return HOLD_BOOST if carried <= 0 else min(HOLD_BOOST, (hold / carried) ** HOLD_GAIN)
+
+
 def first_iterations(iterations: int) -> int:
     """Iterations of the first frame of a chain whose other frames take `iterations`."""
     return max(iterations, min(FIRST_FRAME_FACTOR * iterations, DreamSettings.iterations))
@@ -140,6 +152,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     audio_from=source, audio_start=start_time, audio_end=end_time, sources=(source,),
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
+            hold = render.store.recall("hold") if render.done else None  # the chain's strength (FlowSettings.hold)
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
             for t, frame, prev_frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
                 if stop is not None and t >= stop:
@@ -150,9 +163,15 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                 dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                 if prev_dream is None:
                     result = _first_dream(frame, dream=dream, dreamer=dreamer)
+                    hold = strength(result.frame, frame)
+                    render.store.remember("hold", hold)
                 else:
-                    result = dream(blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame),
-                                   strength=dreamer.settings.strength * VIDEO_STEP_SHARE)
+                    if hold is None:  # continuing another render's chain: hold the strength of its last frame
+                        hold = strength(prev_dream, prev_frame)
+                        render.store.remember("hold", hold)
+                    init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
+                    share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.hold else 1.0)
+                    result = dream(init, strength=dreamer.settings.strength * share)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

@@ -12,13 +12,18 @@ HERE = Path(__file__).parent
 WIDTH, HEIGHT, FPS, SECONDS = 360, 240, 24, 3
 
 
+def first_crop_width(photo: np.ndarray) -> float:
+    """Photo pixels across the camera's first frame."""
+    return photo.shape[1] * 0.80
+
+
 def camera_frames(photo: np.ndarray):
     """Crop windows that pan left to right and zoom in a little, resized to WIDTH x HEIGHT."""
     h, w = photo.shape[:2]
     n = FPS * SECONDS
     for i in range(n):
         t = i / (n - 1)
-        crop_w = w * (0.80 - 0.10 * t)
+        crop_w = first_crop_width(photo) - w * 0.10 * t
         crop_h = crop_w * HEIGHT / WIDTH
         cx = crop_w / 2 + (w - crop_w) * (0.15 + 0.7 * t)
         cy = h / 2 + 10 * np.sin(2 * np.pi * t)

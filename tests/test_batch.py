@@ -16,6 +16,7 @@ import pytest
 
 from conftest import SMALL_LAYERS, textured_image
 from ddvideo.batch import (
+    HELD_WARMUP,
     MAX_WARMUP,
     Job,
     ManifestError,
@@ -113,9 +114,12 @@ def test_dissolve_steps_evenly_from_one_chain_to_the_other() -> None:
 
 
 def test_warmup_lasts_until_the_cold_start_has_faded() -> None:
-    assert warmup_frames(0.5) == 7  # 0.5 ** 7 < 1 %
-    assert warmup_frames(1.0) == 0  # no carry, no memory
-    assert warmup_frames(0.0) == MAX_WARMUP
+    fading = FlowSettings(hold=False)
+    assert warmup_frames(replace(fading, blend=0.5)) == 7  # 0.5 ** 7 < 1 %
+    assert warmup_frames(replace(fading, blend=1.0)) == 0  # no carry, no memory
+    assert warmup_frames(replace(fading, blend=0.0)) == MAX_WARMUP
+    assert warmup_frames(FlowSettings(carry="frame", blend=0.5)) == 7  # the hold is for the carried residual
+    assert warmup_frames(FlowSettings()) == warmup_frames(FlowSettings(blend=0.5)) == HELD_WARMUP  # its pattern develops
 
 
 def test_gpu_choice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +163,7 @@ output = "still.png"
             "--start=0.5"} <= set(first.argv)
     assert "--no-audio" not in first.argv
     assert (first.name, first.line, first.frames, first.fps, first.segments) == ("pan", 10, 18, FPS, 2)
-    assert first.warmup == warmup_frames(FlowSettings().blend)
+    assert first.warmup == warmup_frames(FlowSettings())
     assert first.work_dir == str(tmp_path / "a.mp4.ddwork") and first.segmentable
     # the image job: [defaults] keys image has no use for (start) are left out; its preset replaces the default layers
     assert "--preset=tutorial" in second.argv and not any(a.startswith(("--layers", "--start")) for a in second.argv)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -160,6 +162,25 @@ def test_residual_carry_puts_the_faded_dream_on_the_fresh_source():
     np.testing.assert_array_equal(out, np.array([[[215, 0, 100], [250, 50, 31]]], np.uint8))
 
 
+def test_hold_scales_a_carried_dream_stronger_than_the_chain_down_to_it():
+    source = np.full((1, 2, 3), 100, np.uint8)
+    prev_source = np.full((1, 2, 3), 100, np.uint8)
+    prev_dream = np.array([[[112, 88, 100], [130, 100, 70]]], np.uint8)  # dream +12 -12 0, +30 0 -30: mean |.| 14
+    settings = FlowSettings(method="none", blend=0.0)
+    held = coherent_init(source, prev_source, prev_dream, settings=settings, hold=7.0)
+    # scaled by 7 / 14: +6 -6 0, +15 0 -15
+    np.testing.assert_array_equal(held, np.array([[[106, 94, 100], [115, 100, 85]]], np.uint8))
+    # weaker than the chain: only the fade applies, nothing is strengthened
+    faded = coherent_init(source, prev_source, prev_dream, settings=replace(settings, blend=0.5), hold=20.0)
+    np.testing.assert_array_equal(faded, np.array([[[106, 94, 100], [115, 100, 85]]], np.uint8))
+    # the fade and the hold: whichever keeps less
+    both = coherent_init(source, prev_source, prev_dream, settings=replace(settings, blend=0.25), hold=7.0)
+    np.testing.assert_array_equal(both, held)
+    # hold off: the fade alone
+    off = coherent_init(source, prev_source, prev_dream, settings=replace(settings, hold=False), hold=7.0)
+    np.testing.assert_array_equal(off, prev_dream)
+
+
 @pytest.mark.parametrize("method", ["dis", "farneback"])
 def test_coherent_init_carries_dream_along_motion(panned, method):
     a, b, big = panned
@@ -190,6 +211,7 @@ def test_coherent_init_rejects_mismatched_shapes(panned):
         ({"blend": float("nan")}, "nan"),
         ({"blend": "half"}, "'half'"),
         ({"occlusion": "yes"}, "'yes'"),
+        ({"hold": 1}, "hold 1"),
     ],
 )
 def test_flow_settings_validation(kwargs, match):
@@ -198,7 +220,8 @@ def test_flow_settings_validation(kwargs, match):
 
 
 def test_flow_settings_defaults_and_unknown_method_in_compute_flow(panned):
-    assert FlowSettings() == FlowSettings(method="dis", carry="residual", blend=0.05, occlusion=True)
+    assert FlowSettings() == FlowSettings(method="dis", carry="residual", blend=0.0, hold=True, occlusion=True)
+    assert FlowSettings(carry="frame").blend == 0.3  # each carry its own blend
     a, b, _ = panned
     with pytest.raises(SettingsError, match="'raft'"):
         compute_flow(a, b, method="raft")

@@ -21,10 +21,11 @@ from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import DDVideoError
 from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
-from ddvideo.metrics import warping_error
+from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
 from ddvideo.transforms import grid_canvas
-from ddvideo.video import VIDEO_STEP_SHARE, ClipSettings, first_iterations, render_video
+from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, render_video,
+                           step_boost)
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -150,8 +151,33 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     first = first_iterations(dreamer.settings.iterations)
     assert (first_iterations(1), first_iterations(2), first_iterations(30), first_iterations(40)) == (15, 30, 30, 40)
     assert calls[0].get("iterations") == first and calls[0].get("strength") is None  # a still's dream
-    share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step
-    assert all(kw.get("iterations") is None and kw["strength"] == pytest.approx(share) for kw in calls[1:])
+    share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step, more where the dream is weak
+    assert all(kw.get("iterations") is None and share <= kw["strength"] <= HOLD_BOOST * share for kw in calls[1:])
+    calls.clear()
+    render_video(str(clips["silent"]), str(tmp_path / "fading"), dreamer=dreamer, flow=FlowSettings(hold=False))
+    assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # no hold: the share alone
+
+
+def test_step_boost_grows_the_dream_back_where_it_is_weak():
+    assert step_boost(10.0, 8.0) == step_boost(8.0, 8.0) == 1.0  # as strong as the chain: the plain share
+    assert step_boost(4.0, 8.0) == pytest.approx(2.0**HOLD_GAIN)
+    assert step_boost(0.0, 8.0) == step_boost(0.1, 8.0) == HOLD_BOOST  # after a cut: as fast as allowed
+
+
+def test_the_hold_keeps_the_first_frames_strength(clips, dreamer, tmp_path):
+    """Per-frame strength over the clip, against its first frame (a still dream): the hold keeps it; a fixed fade
+    lets it settle wherever the motion takes it (here, lower)."""
+    sources = decode(clips["pan"])
+
+    def strengths(flow: FlowSettings) -> np.ndarray:
+        out = tmp_path / f"hold-{flow.hold}"
+        render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=flow)
+        values = [strength(o, s) for o, s in zip(decode(out), sources)]
+        return np.array(values) / values[0]
+
+    held = strengths(FlowSettings())
+    assert 0.9 <= held[N // 2 :].mean() <= 1.2, held
+    assert strengths(FlowSettings(hold=False, blend=0.2))[N // 2 :].mean() < 0.9
 
 
 def test_no_audio_option_and_silent_source(clips, tmp_path, capsys):
@@ -285,7 +311,7 @@ def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, caps
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, progress=Interrupt(2))
     # the message names each setting that differs, old -> new
     with pytest.raises(DDVideoError, match=r"work folder .*frames\.ddwork holds frames of a render with other settings "
-                                           r"\(flow\.blend 0\.05 -> 0\.9\): delete it"):
+                                           r"\(flow\.blend 0\.0 -> 0\.9\): delete it"):
         render_video(str(clips["pan"]), str(out), dreamer=dreamer, flow=FlowSettings(blend=0.9))
     code, err = run_cli(capsys, clips["pan"], out, *FAST, "--iterations", "2")
     assert code == 1

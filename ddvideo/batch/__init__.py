@@ -3,10 +3,11 @@
 from .manifest import Job, Manifest, ManifestError, load_manifest
 from .results import BatchEvent, BatchProgress, BatchSummary, JobResult, format_event, format_summary
 from .runner import run_batch
-from .segments import MAX_WARMUP, Segment, dissolve, plan_segments, split_frames, warmup_frames
+from .segments import HELD_WARMUP, MAX_WARMUP, Segment, dissolve, plan_segments, split_frames, warmup_frames
 from .workers import parse_gpus, visible_gpus
 
 __all__ = [
+    "HELD_WARMUP",
     "MAX_WARMUP",
     "BatchEvent",
     "BatchProgress",

@@ -314,7 +314,7 @@ class _Checker:
                 continue
             if build is video_settings:
                 flow, clip = built
-                warmup = warmup_frames(flow.blend)
+                warmup = warmup_frames(flow)
         source, output = opts.get("input"), opts["output"]
         if source is not None:
             if not os.path.isfile(source):
