@@ -27,7 +27,6 @@ STEP_REFERENCE_PIXELS = 512 * 384
 # a 1504 px picture came out 1.8x as strong as the same picture at 376 px (coffee.png, tutorial objective, real
 # weights); with one step each, 1.19x, its dream correlating at 0.77 with the small one's (0.03 at base size 0).
 DETAIL_SHARE = 30
-DETAIL_ABOVE = 1.01  # rounding slack: the base rung itself is not a detail octave
 
 
 @dataclass(frozen=True)
@@ -281,8 +280,11 @@ class Dreamer:
         return math.sqrt(shape[0] * shape[1] / STEP_REFERENCE_PIXELS)
 
     def _adds_detail(self, shape: tuple[int, int]) -> bool:
-        """Whether an octave lies above the base size, where it only adds finer detail to the look set below."""
-        return bool(self.settings.base_size) and max(shape) > self.settings.base_size * DETAIL_ABOVE
+        """Whether an octave stands for a rung above the base size, where it only adds finer detail to the look set
+        below. A frame up to sqrt(scale) times the base size stands in for the base rung itself (octave_shapes):
+        it sets the look with all its iterations, as a frame at the base size would."""
+        s = self.settings
+        return bool(s.base_size) and max(shape) > s.base_size * math.sqrt(s.octave_scale)
 
     def _ascend(self, img, iterations, step, max_loss, seed):
         """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss."""

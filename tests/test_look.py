@@ -117,6 +117,18 @@ def test_anchored_octaves_share_the_coarse_rungs():
     assert octave_shapes(300, 400, octaves=3, scale=1.4, min_side=10) == [(153, 204), (214, 285), (300, 400)]
 
 
+def test_a_frame_just_above_the_base_size_sets_the_look_with_all_its_iterations(inception):
+    """A frame up to sqrt(scale) above the base size stands in for the base rung: it is dreamed as fully as a frame
+    at the base size, not given a detail octave's single step."""
+    picture = textured_image(180, 240, seed=4)
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=6, base_size=200))
+    at_base = cv2.resize(picture, (200, 150), interpolation=cv2.INTER_AREA)
+    above = cv2.resize(picture, (232, 174), interpolation=cv2.INTER_AREA)  # 232 < 200 * sqrt(1.4) = 236.6
+    assert [max(s) for s in dreamer.octaves(174, 232)] == [143, 232]  # the frame in the base rung's place
+    ratio = strength(dreamer.dream(above).frame, above) / strength(dreamer.dream(at_base).frame, at_base)
+    assert 0.8 <= ratio <= 1.25, ratio
+
+
 def test_std_normalisation_has_its_own_step(inception):
     image = textured_image(120, 140, seed=2)
     change = {}
