@@ -75,6 +75,11 @@ class FlowSettings:
             raise SettingsError(f"flow occlusion {self.occlusion!r} is not a boolean; use True or False")
 
     @property
+    def holds(self) -> bool:
+        """Whether the carried dream is held at the chain's first strength: hold on, and the residual carried."""
+        return self.hold and self.carry == "residual"
+
+    @property
     def aligns(self) -> bool:
         """Whether frames are dreamed on the grid phase of the first: alignment on, and a flow to follow."""
         return self.align and self.method != "none"
@@ -249,7 +254,7 @@ def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, sett
         carried[unreliable] = 0.0 if residual else src[unreliable]
     if residual:
         keep = 1.0 - settings.blend
-        if settings.hold and hold is not None:
+        if settings.holds and hold is not None:
             carried_strength = float(np.mean(np.abs(carried)))
             keep = min(keep, hold / carried_strength) if carried_strength > 0 else keep
         init = src + keep * carried

@@ -170,7 +170,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         hold = strength(prev_dream, prev_frame)
                         render.store.remember("hold", hold)
                     init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
-                    share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.hold else 1.0)
+                    share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
                     result = dream(init, strength=dreamer.settings.strength * share)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1

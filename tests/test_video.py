@@ -156,6 +156,9 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "fading"), dreamer=dreamer, flow=FlowSettings(hold=False))
     assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # no hold: the share alone
+    calls.clear()
+    render_video(str(clips["silent"]), str(tmp_path / "frames"), dreamer=dreamer, flow=FlowSettings(carry="frame"))
+    assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # the hold is for the carried residual
 
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():

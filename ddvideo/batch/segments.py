@@ -33,7 +33,7 @@ def warmup_frames(flow: FlowSettings) -> int:
     """Frames a segment starts early so that its chain has settled by its first frame: HELD_WARMUP for a chain held
     at its first dream's strength (the default), else until a cold start weighs under SETTLED (each init keeps
     1 - blend of the previous dream)."""
-    if flow.hold and flow.carry == "residual":
+    if flow.holds:
         return HELD_WARMUP
     carry = 1.0 - flow.blend
     if carry <= 0:
