@@ -141,14 +141,9 @@ def resize_filtered(img: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
     return tf.image.resize(img, shape)
 
 
-def on_gpu() -> bool:
-    """Whether dreams run on a GPU (TensorFlow sees one)."""
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def default_jit_compile() -> bool:
     """XLA where it pays: on a GPU. On CPU it measured several times slower than TensorFlow's own kernels."""
-    return on_gpu()
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 class Dreamer:

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-import cv2
 import numpy as np
 
 from .errors import DDVideoError, OutputError
@@ -75,22 +74,6 @@ class RenderSummary:
     seconds: float  # wall time of this run
     dream_seconds: float  # time spent inside the dream itself
     warnings: tuple[str, ...] = ()
-
-
-@contextlib.contextmanager
-def opencv_threads(count: int | None) -> Iterator[None]:
-    """Run OpenCV (flow, warps) on `count` threads inside the block; None leaves its choice alone.
-
-    When the dream runs on the CPU it keeps every core busy, and OpenCV's own pool beside it makes both wait: on a
-    2-core machine a 540x360 render took 12-14 % longer than its dreams alone with OpenCV on its default threads,
-    6-9 % with one (benchmarks/results-cpu-2core-epyc.md)."""
-    before = cv2.getNumThreads()
-    if count is not None:
-        cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def prefetch(items: Iterable[T], *, size: int = 4) -> Iterator[T]:

@@ -10,14 +10,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .dream import Dreamer, DreamResult, DreamSettings, on_gpu
+from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
 from .guide import guide_record
 from .media import VideoReader
 from .metrics import strength
-from .render import (OutputSettings, Progress, Render, RenderSummary, RunSettings, opencv_threads, prefetch,
-                     settings_record)
+from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
@@ -151,7 +150,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
         end_time = reader.origin + (reader.n_frames if stop is None else stop) / reader.fps
         with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
                     audio_from=source, audio_start=start_time, audio_end=end_time, sources=(source,),
-                    total=max(total - first, 0), progress=progress) as render, opencv_threads(None if on_gpu() else 1):
+                    total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
             hold = render.store.recall("hold") if render.done else None  # the chain's strength (FlowSettings.hold)
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)

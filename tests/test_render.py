@@ -1,9 +1,8 @@
 """The work folder of a render: what it keeps, and what it removes when the render is done."""
 
-import cv2
 import numpy as np
 
-from ddvideo.render import FrameStore, opencv_threads
+from ddvideo.render import FrameStore
 
 
 def test_remove_takes_only_what_the_render_made(tmp_path):
@@ -27,12 +26,3 @@ def test_finished_counts_frames_without_a_gap(tmp_path):
         store.save(index, np.full((2, 2, 3), index, np.uint8))
     assert store.finished() == 2
     assert store.load(1)[0, 0, 0] == 1
-
-
-def test_opencv_threads_inside_the_block_only() -> None:
-    before = cv2.getNumThreads()
-    with opencv_threads(1):
-        assert cv2.getNumThreads() == 1
-    assert cv2.getNumThreads() == before
-    with opencv_threads(None):  # no change asked
-        assert cv2.getNumThreads() == before

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -160,16 +159,6 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "frames"), dreamer=dreamer, flow=FlowSettings(carry="frame"))
     assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # the hold is for the carried residual
-
-
-def test_the_flow_runs_on_one_opencv_thread_beside_a_cpu_dream(clips, dreamer, tmp_path, monkeypatch):
-    import ddvideo.video
-
-    threads, motion = [], ddvideo.video.motion
-    monkeypatch.setattr(ddvideo.video, "motion", lambda *a, **kw: threads.append(cv2.getNumThreads()) or motion(*a, **kw))
-    before = cv2.getNumThreads()
-    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=dreamer)
-    assert threads and set(threads) == {1} and cv2.getNumThreads() == before
 
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
