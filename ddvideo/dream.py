@@ -219,16 +219,18 @@ class Dreamer:
         self.term_weights.assign([float(w) for w in weights])
 
     def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
-              strength: float | None = None) -> DreamResult:
+              strength: float | None = None, detail: float = 1.0) -> DreamResult:
         """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
-        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength)
+        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail)
         return DreamResult(to_uint8(x), float(loss))
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
-                     strength: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                     strength: float | None = None, detail: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
         """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device.
 
-        `iterations` and `strength` replace the settings' for this call without recompiling.
+        `iterations` and `strength` replace the settings' for this call without recompiling. `detail` scales the
+        step of the octaves above the base size: a video frame, which tops up a dream carried from a still, takes
+        the share of a still's detail step that its iterations are of the still's.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
@@ -239,6 +241,7 @@ class Dreamer:
             tf.constant(s.base_step * (s.strength if strength is None else strength), tf.float32),
             tf.constant(math.inf if s.max_loss is None else s.max_loss, tf.float32),
             tf.constant(seed, tf.int32),
+            tf.constant(detail, tf.float32),
         )
 
     def octaves(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -248,7 +251,7 @@ class Dreamer:
                              base_size=s.base_size)
 
     # -- graph ------------------------------------------------------------------------------------
-    def _dream_graph(self, original, iterations, step, max_loss, seed):
+    def _dream_graph(self, original, iterations, step, max_loss, seed, detail):
         self.trace_count += 1
         shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
         # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
@@ -262,10 +265,10 @@ class Dreamer:
             steps, octave_step = iterations, step * self._step_scale(shape)
             if self._adds_detail(shape):  # a step per 30 iterations: sharpens what the coarser octaves dreamed
                 steps = (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE
-                # fewer iterations take a part of that step: a video frame's 2 take 1/15 of one, so a clip's fine
-                # detail grows as fast as a still's (one whole step per frame sharpened a pan to 1.2-1.3x the
-                # same dream filmed still, and its flicker with it)
-                octave_step *= tf.cast(iterations, tf.float32) / tf.cast(tf.maximum(steps, 1) * DETAIL_SHARE, tf.float32)
+                # a video frame takes a share of it (`detail`), so a clip's fine detail grows as fast as a still's:
+                # a whole step per frame sharpened a pan to 1.2-1.3x the same dream filmed still, and its flicker
+                # with it. A zoom keeps whole steps: its frames are resampled and need them to stay sharp.
+                octave_step *= detail
             img, loss = self._ascend(img, steps, octave_step, max_loss, seed * 16 + index)
             # re-inject the detail that shrinking the original lost at this scale
             same_size = resize(original, shape)

@@ -121,6 +121,13 @@ def step_boost(carried: float, hold: float) -> float:
     return HOLD_BOOST if carried <= 0 else min(HOLD_BOOST, (hold / carried) ** HOLD_GAIN)
 
 
+def frame_detail(iterations: int) -> float:
+    """The share of the first frame's detail step (octaves above the base size) that each later frame takes: as
+    its iterations are of the first frame's."""
+    first = first_iterations(iterations)
+    return iterations / first if first else 1.0
+
+
 def first_iterations(iterations: int) -> int:
     """Iterations of the first frame of a chain whose other frames take `iterations`."""
     return max(iterations, min(FIRST_FRAME_FACTOR * iterations, DreamSettings.iterations))
@@ -171,7 +178,8 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         render.store.remember("hold", hold)
                     init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
                     share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
-                    result = dream(init, strength=dreamer.settings.strength * share)
+                    result = dream(init, strength=dreamer.settings.strength * share,
+                                   detail=frame_detail(dreamer.settings.iterations))
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
                 if t >= first:

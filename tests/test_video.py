@@ -24,8 +24,8 @@ from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, rea
 from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
 from ddvideo.transforms import grid_canvas
-from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, render_video,
-                           step_boost)
+from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, frame_detail,
+                           render_video, step_boost)
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -153,6 +153,9 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     assert calls[0].get("iterations") == first and calls[0].get("strength") is None  # a still's dream
     share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step, more where the dream is weak
     assert all(kw.get("iterations") is None and share <= kw["strength"] <= HOLD_BOOST * share for kw in calls[1:])
+    detail = frame_detail(dreamer.settings.iterations)  # and a share of its detail step
+    assert calls[0].get("detail", 1.0) == 1.0 and all(kw["detail"] == pytest.approx(detail) for kw in calls[1:])
+    assert (frame_detail(2), frame_detail(1), frame_detail(40), frame_detail(0)) == (2 / 30, 1 / 15, 1.0, 1.0)
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "fading"), dreamer=dreamer, flow=FlowSettings(hold=False))
     assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # no hold: the share alone
