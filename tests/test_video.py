@@ -23,6 +23,7 @@ from ddvideo.flow import FlowSettings
 from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
 from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
+from ddvideo.render import RunSettings
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, frame_detail,
                            render_video, step_boost)
@@ -162,6 +163,25 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "frames"), dreamer=dreamer, flow=FlowSettings(carry="frame"))
     assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # the hold is for the carried residual
+
+
+def test_a_cut_opens_a_new_chain_dreamed_as_a_still(dreamer, tmp_path, monkeypatch):
+    """Six frames of one shot, then six of another: the first frame of each is dreamed as a still, and the chain
+    holds the new shot's strength from there (kept in the work folder for a resumed render)."""
+    other = [np.ascontiguousarray(255 - f[::-1]) for f in pan_frames(6)]  # another picture, moving the same way
+    clip = write_clip(tmp_path / "cut.mp4", pan_frames(6) + other)
+    calls = []
+    dream = dreamer.dream
+    monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
+    out, work = tmp_path / "out", tmp_path / "work"
+    render_video(str(clip), str(out), dreamer=dreamer, run=RunSettings(work_dir=str(work), keep_work=True))
+    stills = [t for t, kw in enumerate(calls) if kw.get("iterations") == first_iterations(dreamer.settings.iterations)]
+    assert stills == [0, 6]
+    held = json.loads((work / "state.json").read_text())["hold"]
+    assert held == pytest.approx(strength(decode(out)[6], decode(clip)[6]))
+    calls.clear()
+    render_video(str(clip), str(tmp_path / "no-hold"), dreamer=dreamer, flow=FlowSettings(hold=False, blend=0.1))
+    assert [t for t, kw in enumerate(calls) if "iterations" in kw] == [0]  # without the hold, only the opening
 
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
