@@ -128,6 +128,14 @@ def _differences(old: Any, new: Any, name: str = "") -> list[str]:
 STATE = "state.json"  # a render's own state beside its frames (FrameStore.remember)
 
 
+def _write_json(path: str, data: dict) -> None:
+    """Write `data` to `path` whole or not at all (through PATH.tmp, which FrameStore.remove also clears)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
 class FrameStore:
     """A work folder of finished frames (000000.png ...) and the settings that made them."""
 
@@ -138,10 +146,7 @@ class FrameStore:
             os.makedirs(os.path.join(path, "frames"), exist_ok=True)
             previous = self._previous(record, settings)
             if previous != settings:  # new, empty, or only the encoding changed: these settings own it now
-                tmp = record + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(settings, f, indent=2, sort_keys=True)
-                os.replace(tmp, record)
+                _write_json(record, settings)
         except OSError as err:
             raise OutputError(f"cannot use the work folder {path}: {err.strerror or err}; "
                               "choose another --work-dir") from err
@@ -187,11 +192,7 @@ class FrameStore:
 
     def remember(self, name: str, value: Any) -> None:
         """Keep a value of the render's own state (JSON) that a resumed run needs and cannot recompute."""
-        state = {**self._state(), name: value}
-        tmp = os.path.join(self.path, STATE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, os.path.join(self.path, STATE))
+        _write_json(os.path.join(self.path, STATE), {**self._state(), name: value})
 
     def recall(self, name: str) -> Any:
         """A value kept by `remember` in an earlier run, or None."""
