@@ -246,7 +246,8 @@ def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, sett
         )
     src = source.astype(np.float32)
     residual = settings.carry == "residual" and prev_source is not None
-    carried = prev_dream.astype(np.float32) - (np.asarray(prev_source, np.float32) if residual else 0.0)
+    carried = (cv2.subtract(prev_dream, np.asarray(prev_source), dtype=cv2.CV_32F) if residual
+               else prev_dream.astype(np.float32))
     flow, unreliable = step
     if flow is not None:
         carried = warp(carried, flow, interpolation=CARRY_INTERPOLATION if residual else cv2.INTER_LINEAR)
@@ -257,10 +258,11 @@ def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, sett
         if settings.holds and hold is not None:
             carried_strength = float(np.mean(np.abs(carried)))
             keep = min(keep, hold / carried_strength) if carried_strength > 0 else keep
-        init = src + keep * carried
+        weights = (1.0, keep)
     else:
-        init = settings.blend * src + (1.0 - settings.blend) * carried
-    return np.clip(np.rint(init), 0, 255).astype(np.uint8)
+        weights = (settings.blend, 1.0 - settings.blend)
+    # rounded half to even and clipped to 0-255 as np.clip(np.rint(...)) would, in one pass (this runs between dreams)
+    return cv2.addWeighted(src, weights[0], carried, weights[1], 0.0, dtype=cv2.CV_8U)
 
 
 def coherent_init(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -58,23 +59,27 @@ class ClipSettings:
             raise SettingsError(f"--max-size must be at least 16 pixels, got {self.max_size}")
 
 
-def _source_steps(reader: VideoReader, flow: FlowSettings, *,
-                  needs_motion_from: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Motion, np.ndarray]]:
-    """(t, source frame, source frame t-1, motion from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
+def _source_steps(reader: VideoReader, flow: FlowSettings, *, begin: int,
+                  stop: int | None) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Motion, np.ndarray]]:
+    """For the frames t from `begin` to before `stop` (None: the end): (t, source frame, source frame t-1, motion
+    from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
 
-    Motion only where a dream will use it; with alignment on, the frames before that still get their flow, so a
-    resumed render places its frames on the same grid phase as an uninterrupted one.
+    With alignment on, the frames before `begin` still get their flow, so a resumed render places its frames on the
+    same grid phase as an uninterrupted one.
     """
     previous, offset = None, np.zeros(2)
     for t, source in enumerate(reader):
+        if stop is not None and t >= stop:
+            return
         step: Motion = (None, None)
-        if previous is not None and t >= needs_motion_from:
+        if previous is not None and t >= begin:
             step = motion(previous, source, settings=flow)
             if flow.aligns:
                 offset = offset + global_shift(step[0])
         elif previous is not None and flow.aligns:
             offset = offset + global_shift(compute_flow(previous, source, method=flow.method))
-        yield t, source, previous, step, offset
+        if t >= begin:
+            yield t, source, previous, step, offset
         previous = source
 
 
@@ -110,9 +115,10 @@ def _in_frame_terms(err: SettingsError, *, frame: np.ndarray, canvas: np.ndarray
     return SettingsError(message)
 
 
-def _first_dream(frame: np.ndarray, *, dream: Dream, dreamer: Dreamer) -> DreamResult:
-    """Dream the first frame of a chain as a still, at the full step."""
-    return dream(frame, iterations=first_iterations(dreamer.settings.iterations))
+def _held(holds: dict[int, float], t: int) -> float | None:
+    """The strength held by the chain that frame t belongs to, from the frames chains opened at and their strengths."""
+    opened = [start for start in holds if start <= t]
+    return holds[max(opened)] if opened else None
 
 
 def step_boost(carried: float, hold: float) -> float:
@@ -168,32 +174,42 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     audio_from=source, audio_start=start_time, audio_end=end_time, sources=(source,),
                     total=max(total - first, 0), progress=progress) as render:
             prev_dream = render.previous() if render.done else previous
-            hold = render.store.recall("hold") if render.done else None  # the chain's strength (FlowSettings.hold)
+            # the strength each chain holds (FlowSettings.hold), by the frame it opened at
+            holds = {int(t): value for t, value in (render.store.recall("holds") or {}).items()} if render.done else {}
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
-            for t, frame, prev_frame, step, offset in prefetch(_source_steps(reader, flow, needs_motion_from=begin)):
-                if stop is not None and t >= stop:
-                    break
-                if t < begin:
-                    continue
-                tick = time.perf_counter()
-                dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
-                if prev_dream is None or (flow.holds and is_cut(step)):  # a chain opens: dreamed as a still
-                    result = _first_dream(frame, dream=dream, dreamer=dreamer)
-                    hold = strength(result.frame, frame)
-                    render.store.remember("hold", hold)
-                else:
-                    if hold is None:  # continuing another render's chain: hold the strength of its last frame
-                        hold = strength(prev_dream, prev_frame)
-                        render.store.remember("hold", hold)
-                    init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
-                    share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
-                    result = dream(init, strength=dreamer.settings.strength * share,
-                                   detail=frame_detail(dreamer.settings.iterations))
-                dream_seconds += time.perf_counter() - tick
-                dreamed += 1
-                if t >= first:
-                    render.emit(t - first, result.frame, result.loss)
-                prev_dream = result.frame
+            hold = _held(holds, begin - 1)
+            pending = None  # the last dream, handed to the writer once the next frame's init is made
+            with contextlib.closing(prefetch(_source_steps(reader, flow, begin=begin, stop=stop))) as steps:
+                upcoming = next(steps, None)
+                while upcoming is not None:
+                    t, frame, prev_frame, step, offset = upcoming
+                    tick = time.perf_counter()
+                    dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
+                    opens = prev_dream is None or (flow.holds and is_cut(step))  # dreamed as a still
+                    if opens:
+                        init, options = frame, {"iterations": first_iterations(dreamer.settings.iterations)}
+                    else:
+                        if hold is None:  # continuing another render's chain: hold the strength of its last frame
+                            hold = holds[t] = strength(prev_dream, prev_frame)
+                            render.store.remember("holds", holds)
+                        init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
+                        share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
+                        options = {"strength": dreamer.settings.strength * share,
+                                   "detail": frame_detail(dreamer.settings.iterations)}
+                    # the writer and the reader start on their next frames now, beside the dream rather than the blend
+                    if pending is not None:
+                        render.emit(*pending)
+                    upcoming = next(steps, None)
+                    result = dream(init, **options)
+                    if opens:
+                        hold = holds[t] = strength(result.frame, frame)
+                        render.store.remember("holds", holds)
+                    dream_seconds += time.perf_counter() - tick
+                    dreamed += 1
+                    pending = (t - first, result.frame, result.loss) if t >= first else None
+                    prev_dream = result.frame
+            if pending is not None:
+                render.emit(*pending)
             frames = render.frames
         warnings = (reader.ended_early,) if reader.ended_early else ()
     return RenderSummary(output, frames, dreamed, time.perf_counter() - began, dream_seconds, warnings)

@@ -177,11 +177,26 @@ def test_a_cut_opens_a_new_chain_dreamed_as_a_still(dreamer, tmp_path, monkeypat
     render_video(str(clip), str(out), dreamer=dreamer, run=RunSettings(work_dir=str(work), keep_work=True))
     stills = [t for t, kw in enumerate(calls) if kw.get("iterations") == first_iterations(dreamer.settings.iterations)]
     assert stills == [0, 6]
-    held = json.loads((work / "state.json").read_text())["hold"]
-    assert held == pytest.approx(strength(decode(out)[6], decode(clip)[6]))
+    held = json.loads((work / "state.json").read_text())["holds"]
+    assert held.keys() == {"0", "6"}
+    assert held["6"] == pytest.approx(strength(decode(out)[6], decode(clip)[6]))
     calls.clear()
     render_video(str(clip), str(tmp_path / "no-hold"), dreamer=dreamer, flow=FlowSettings(hold=False, blend=0.1))
     assert [t for t, kw in enumerate(calls) if "iterations" in kw] == [0]  # without the hold, only the opening
+
+
+def test_resume_before_a_cut_holds_the_chain_of_its_last_frame(dreamer, tmp_path):
+    """A kill may leave the state of a chain that opened after the last saved frame (frames reach the work folder
+    after the dream that opened it): the resumed render holds the strength of the chain its frames belong to."""
+    other = [np.ascontiguousarray(255 - f[::-1]) for f in pan_frames(6)]
+    clip = write_clip(tmp_path / "cut.mp4", pan_frames(6) + other)
+    work = tmp_path / "work"
+    render_video(str(clip), str(tmp_path / "whole"), dreamer=dreamer, run=RunSettings(work_dir=str(work), keep_work=True))
+    assert json.loads((work / "state.json").read_text())["holds"].keys() == {"0", "6"}
+    for index in range(4, 12):  # frames 4 on were not saved when the render was killed
+        (work / "frames" / f"{index:06d}.png").unlink()
+    render_video(str(clip), str(tmp_path / "resumed"), dreamer=dreamer, run=RunSettings(work_dir=str(work)))
+    assert all(np.array_equal(a, b) for a, b in zip(decode(tmp_path / "resumed"), decode(tmp_path / "whole"), strict=True))
 
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
 
@@ -14,6 +15,11 @@ from ddvideo.errors import InputError, OutputError, SettingsError
 from .paths import PathLike, atomic_path, check_writable, existing_input
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# A PNG read back soon (a render's finished frames): Huffman coding after the average filter, no string matching. On
+# dreamed 540x360 frames 5.3 ms of CPU and 358 KB a frame, against 12.7 ms and 356 KB for zlib level 1 (the same
+# filter choice as Pillow's level 1, 15 ms and 386 KB).
+FAST_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_AVG]
 
 
 def check_frame(frame: Any, *, what: str) -> np.ndarray:
@@ -73,17 +79,18 @@ def check_image_output(path: PathLike) -> None:
 def write_image(path: PathLike, frame: np.ndarray, *, fast: bool = False) -> None:
     """Write a uint8 (H, W, 3) RGB frame atomically; the format follows the extension (png, jpg, webp, bmp, tif).
 
-    `fast` compresses PNGs lightly, for files that are read back soon (a dreamed 540x360 frame: 13 ms instead
-    of 61 ms, 20 % larger).
+    `fast` compresses PNGs lightly (FAST_PNG), for files that are read back soon: a dreamed 540x360 frame takes
+    5 ms instead of 61 ms, 10 % larger.
     """
     p = Path(os.fspath(path))
     ext = _image_extension(p)
     frame = check_frame(frame, what="image")
     options = {"quality": 95} if ext in (".jpg", ".jpeg", ".webp") else {}
-    if fast and ext == ".png":
-        options = {"compress_level": 1}
     try:
         with atomic_path(p) as tmp:
-            iio.imwrite(tmp, frame, plugin="pillow", extension=ext, **options)
+            if fast and ext == ".png":
+                Path(tmp).write_bytes(cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), FAST_PNG)[1])
+            else:
+                iio.imwrite(tmp, frame, plugin="pillow", extension=ext, **options)
     except OSError as err:
         raise OutputError(f"cannot write image {p}: {err}; check the output folder and free disk space") from err
