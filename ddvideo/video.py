@@ -197,11 +197,14 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         options = {"strength": dreamer.settings.strength * share,
                                    "detail": frame_detail(dreamer.settings.iterations)}
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
+                    # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:
                         render.emit(*pending)
-                    upcoming = next(steps, None)
+                    if not opens:
+                        upcoming = next(steps, None)
                     result = dream(init, **options)
                     if opens:
+                        upcoming = next(steps, None)
                         hold = holds[t] = strength(result.frame, frame)
                         render.store.remember("holds", holds)
                     dream_seconds += time.perf_counter() - tick
