@@ -51,6 +51,12 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
+def cut_clip(path: Path) -> Path:
+    """Six frames of one shot, then six of another picture moving the same way."""
+    other = [np.ascontiguousarray(255 - f[::-1]) for f in pan_frames(6)]
+    return write_clip(path, pan_frames(6) + other)
+
+
 def decode(path: Path) -> list[np.ndarray]:
     if path.is_dir():
         return [read_image(p) for p in sorted(path.iterdir())]
@@ -168,8 +174,7 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
 def test_a_cut_opens_a_new_chain_dreamed_as_a_still(dreamer, tmp_path, monkeypatch):
     """Six frames of one shot, then six of another: the first frame of each is dreamed as a still, and the chain
     holds the new shot's strength from there (kept in the work folder for a resumed render)."""
-    other = [np.ascontiguousarray(255 - f[::-1]) for f in pan_frames(6)]  # another picture, moving the same way
-    clip = write_clip(tmp_path / "cut.mp4", pan_frames(6) + other)
+    clip = cut_clip(tmp_path / "cut.mp4")
     calls = []
     dream = dreamer.dream
     monkeypatch.setattr(dreamer, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
@@ -188,8 +193,7 @@ def test_a_cut_opens_a_new_chain_dreamed_as_a_still(dreamer, tmp_path, monkeypat
 def test_resume_before_a_cut_holds_the_chain_of_its_last_frame(dreamer, tmp_path):
     """A kill may leave the state of a chain that opened after the last saved frame (frames reach the work folder
     after the dream that opened it): the resumed render holds the strength of the chain its frames belong to."""
-    other = [np.ascontiguousarray(255 - f[::-1]) for f in pan_frames(6)]
-    clip = write_clip(tmp_path / "cut.mp4", pan_frames(6) + other)
+    clip = cut_clip(tmp_path / "cut.mp4")
     work = tmp_path / "work"
     render_video(str(clip), str(tmp_path / "whole"), dreamer=dreamer, run=RunSettings(work_dir=str(work), keep_work=True))
     assert json.loads((work / "state.json").read_text())["holds"].keys() == {"0", "6"}
