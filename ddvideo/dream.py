@@ -16,10 +16,42 @@ from .models import PRECISIONS, LoadedModel, dreaming_copy, resolve_precision
 from .objective import (Term, build_extractor, check_guide, feature_stride, guide_matrices, guided_term, min_input_side,
                         parse_objective)
 
-BORDER = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
 # Each gradient normalisation's own step on the [-1, 1] scale: the Keras example's for l2 (the gradient scaled to
 # unit length over the whole octave), the TensorFlow tutorial's for std (unit standard deviation per pixel).
 NORMALIZE_STEPS = {"l2": 20.0, "std": 0.01}
+LOSSES = ("square", "mean")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the ascent climbs: the step's normalisation and size, whether the picture is clipped to its range after
+    every step, the octave pyramid, and how much of the source's detail lost by shrinking returns at each octave.
+    A recipe is the ascent; the objective (which layers) is separate. Values the engine reads, not branches."""
+
+    normalize: str  # "l2": unit length over the octave (Keras); "std": unit standard deviation per pixel (tutorial)
+    step: float  # on the [-1, 1] scale, after normalising
+    clip: bool  # clip to [-1, 1] after every step: pixels pushed past the range stop feeding the network its
+    # largest answers, so the step cannot pour into one burning spot
+    reinject: float  # share of the detail lost by shrinking put back after each octave: 1 re-injects it (Keras,
+    # keeps the picture's sharpest highlights for the network to burn), 0 resizes the dream itself (tutorial)
+    loss: str  # "square": mean of squared activations (Keras); "mean": mean activation (tutorial)
+    octave_scale: float
+    base_size: int  # long side the octaves are anchored at; 0 = the frame's own size and the octaves below it
+    max_loss: float | None = None  # stop an octave once the loss passes this
+    border: int = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
+
+
+RECIPES = {
+    # the Keras DeepDream example, exactly
+    "keras": Recipe(normalize="l2", step=20.0, clip=False, reinject=1.0, loss="square", octave_scale=1.4,
+                    base_size=0, max_loss=15.0),
+    # the TensorFlow tutorial's ascent at three octaves 1.3 apart, up to the frame
+    "tutorial": Recipe(normalize="std", step=0.01, clip=True, reinject=0.0, loss="mean", octave_scale=1.3,
+                       base_size=0, border=0),
+    "cover": Recipe(normalize="std", step=0.0125, clip=True, reinject=0.5, loss="mean", octave_scale=1.3,
+                    base_size=384, border=0),
+}
+RECIPE = "cover"  # the default
 # With an anchored pyramid, the l2 step is scaled by sqrt(octave pixels / this), so it moves each pixel as far
 # at every size as the Keras example's step moves the pixels of a 512x384 picture.
 STEP_REFERENCE_PIXELS = 512 * 384
@@ -31,23 +63,21 @@ DETAIL_SHARE = 30
 
 @dataclass(frozen=True)
 class DreamSettings:
-    """How hard and at which scales to dream. Defaults are the Keras DeepDream example's."""
+    """How hard and at which scales to dream. Settings left None take the recipe's value (`resolved`)."""
 
     layers: str | None = None  # objective spec or preset name; None = the backbone's default (keras preset)
+    recipe: str = RECIPE  # the ascent: a name in RECIPES
     octaves: int = 3
-    octave_scale: float = 1.4
+    octave_scale: float | None = None
     iterations: int = 30
-    step: float | None = None  # on the [-1, 1] scale after normalising the gradient; None: NORMALIZE_STEPS's
+    step: float | None = None  # on the [-1, 1] scale after normalising the gradient
     strength: float = 1.0  # multiplies the step: the one knob for how strong the dream is, in every mode and size
     # Long side, in pixels, of the octave the look is set at: octaves sit at fixed fractions of the picture, so a
     # small preview and a large render share their coarse octaves and the large one adds finer ones on top, with
     # the step meaning the same per pixel. 0: octaves from the frame's own size down (the Keras example).
-    base_size: int = 384
-    # Stop an octave early once the loss exceeds this (the Keras example's 15). Off by default: tuned to the keras
-    # preset's loss, it cut other objectives short and made the strength knob inert (coffee.png, tutorial objective,
-    # real weights: strength 3.9 at 15, 8.3 without; at strength 2, 4.8 and 11.4).
-    max_loss: float | None = None
-    normalize: str = "l2"  # "l2" (Keras example) or "std" (TensorFlow tutorial)
+    base_size: int | None = None
+    max_loss: float | None = None  # stop an octave early once the loss exceeds this
+    normalize: str | None = None  # "l2" (Keras example) or "std" (TensorFlow tutorial)
     tile_size: int = 512  # frames larger than this are dreamed in rolled tiles; 0 turns tiling off
     # the network's dtype; the image, loss and gradient normalisation stay float32. "auto": bfloat16 where the
     # hardware runs it fast, else float32 (models.auto_precision); a Dreamer's settings hold the resolved dtype
@@ -55,15 +85,18 @@ class DreamSettings:
 
     def __post_init__(self) -> None:
         checks = [
+            (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
             (self.octaves >= 1, f"--octaves must be at least 1, got {self.octaves}"),
-            (self.octave_scale > 1, f"--octave-scale must be greater than 1, got {self.octave_scale}"),
+            (self.octave_scale is None or self.octave_scale > 1,
+             f"--octave-scale must be greater than 1, got {self.octave_scale}"),
             (self.iterations >= 0, f"--iterations must be 0 or more, got {self.iterations}"),
             (self.step is None or (self.step >= 0 and math.isfinite(self.step)),
              f"--step must be a non-negative number, got {self.step}"),
             (self.strength > 0 and math.isfinite(self.strength), f"--strength must be a positive number, got {self.strength}"),
-            (self.base_size >= 0, f"--base-size must be 0 (the frame's own size) or a size in pixels, got {self.base_size}"),
+            (self.base_size is None or self.base_size >= 0,
+             f"--base-size must be 0 (the frame's own size) or a size in pixels, got {self.base_size}"),
             (self.max_loss is None or self.max_loss > 0, f"--max-loss must be positive, got {self.max_loss}"),
-            (self.normalize in ("l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
+            (self.normalize in (None, "l2", "std"), f"--normalize must be l2 or std, got {self.normalize!r}"),
             (self.tile_size >= 0, f"--tile-size must be 0 (off) or a size in pixels, got {self.tile_size}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
@@ -72,9 +105,28 @@ class DreamSettings:
                 raise SettingsError(message)
 
     @property
+    def ascent(self) -> Recipe:
+        """The recipe with this dream's own choices in place of its defaults."""
+        recipe = RECIPES[self.recipe]
+        normalize = self.normalize or recipe.normalize
+        # a normalisation other than the recipe's brings its own step unless one is given
+        step = self.step if self.step is not None else (
+            recipe.step if normalize == recipe.normalize else NORMALIZE_STEPS[normalize])
+        return replace(recipe, normalize=normalize, step=step,
+                       octave_scale=self.octave_scale or recipe.octave_scale,
+                       base_size=recipe.base_size if self.base_size is None else self.base_size,
+                       max_loss=recipe.max_loss if self.max_loss is None else self.max_loss)
+
+    def resolved(self) -> "DreamSettings":
+        """Every setting the recipe fills in, written out (what a work folder records)."""
+        a = self.ascent
+        return replace(self, octave_scale=a.octave_scale, step=a.step, base_size=a.base_size, max_loss=a.max_loss,
+                       normalize=a.normalize)
+
+    @property
     def base_step(self) -> float:
-        """The step at strength 1: the given one, or the normalisation's own."""
-        return NORMALIZE_STEPS[self.normalize] if self.step is None else self.step
+        """The step at strength 1."""
+        return self.ascent.step
 
 
 @dataclass(frozen=True)
@@ -113,6 +165,11 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
     else:
         shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)][::-1]
     return [s for s in shapes if min(s) >= min_side]
+
+
+def crop_border(act: tf.Tensor, border: int) -> tf.Tensor:
+    """(N, h, w, C) activations without `border` pixels on each side."""
+    return act[:, border:-border, border:-border, :] if border else act
 
 
 def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
@@ -159,12 +216,14 @@ class Dreamer:
     def __init__(self, loaded: LoadedModel, settings: DreamSettings = DreamSettings(), *,
                  jit_compile: bool | None = None, guide: np.ndarray | None = None):
         self.loaded = loaded
-        settings = replace(settings, precision=resolve_precision(settings.precision))  # "auto", chosen once
+        # "auto" chosen once, and the recipe's values written out
+        settings = replace(settings, precision=resolve_precision(settings.precision)).resolved()
         self.settings = settings
+        self.recipe = settings.ascent
         self.terms: tuple[Term, ...] = parse_objective(settings.layers or loaded.default_layers)
         network = dreaming_copy(loaded, settings.precision, keep=frozenset(t.layer for t in self.terms))
         self.extractor = build_extractor(network, self.terms)
-        self.min_side = min_input_side(self.extractor, border=BORDER)
+        self.min_side = min_input_side(self.extractor, border=self.recipe.border)
         if settings.tile_size and settings.tile_size < 2 * self.min_side:
             # a frame just over one tile splits into two half tiles, each of which must still fit the model
             raise SettingsError(
@@ -177,7 +236,7 @@ class Dreamer:
         if guide is not None:
             check_guide(guide.shape, terms=self.terms, min_side=self.min_side)
             features = self.extractor(self.loaded.to_input(to_unit(guide)[None]), training=False)
-            self._guides = guide_matrices(features, border=BORDER)
+            self._guides = guide_matrices(features, border=self.recipe.border)
         self.trace_count = 0  # incremented only while tracing: a test checks frames don't retrace
         self.jit_compile = default_jit_compile() if jit_compile is None else jit_compile
         self._graph = tf.function(self._dream_graph, jit_compile=self.jit_compile)
@@ -199,12 +258,12 @@ class Dreamer:
         `loaded` may differ in its description only (a seed that random weights alone would use). Traces made
         for it count in this dreamer's trace_count.
         """
-        settings = replace(settings, precision=resolve_precision(settings.precision))
+        settings = replace(settings, precision=resolve_precision(settings.precision)).resolved()
         runtime = {name: getattr(settings, name) for name in self.RUNTIME_SETTINGS}
         if loaded.model is not self.loaded.model or replace(self.settings, **runtime) != settings:
             return None
         view = copy.copy(self)
-        view.loaded, view.settings = loaded, settings
+        view.loaded, view.settings, view.recipe = loaded, settings, settings.ascent
         return view
 
     @functools.cached_property
@@ -219,18 +278,21 @@ class Dreamer:
         self.term_weights.assign([float(w) for w in weights])
 
     def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
-              strength: float | None = None, detail: float = 1.0) -> DreamResult:
+              strength: float | None = None, detail: float = 1.0, reinject: float | None = None) -> DreamResult:
         """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
-        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail)
+        x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail,
+                                    reinject=reinject)
         return DreamResult(to_uint8(x), float(loss))
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
-                     strength: float | None = None, detail: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
+                     strength: float | None = None, detail: float = 1.0,
+                     reinject: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device.
 
         `iterations` and `strength` replace the settings' for this call without recompiling. `detail` scales the
         step of the octaves above the base size: a video frame, which tops up a dream carried from a still, takes
-        the share of a still's detail step that its iterations are of the still's.
+        the share of a still's detail step that its iterations are of the still's. `reinject` replaces the
+        recipe's share of re-injected detail: a frame topped up from a carried dream keeps all of its own.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
@@ -242,6 +304,7 @@ class Dreamer:
             tf.constant(math.inf if s.max_loss is None else s.max_loss, tf.float32),
             tf.constant(seed, tf.int32),
             tf.constant(detail, tf.float32),
+            tf.constant(self.recipe.reinject if reinject is None else reinject, tf.float32),
         )
 
     def octaves(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -251,7 +314,7 @@ class Dreamer:
                              base_size=s.base_size)
 
     # -- graph ------------------------------------------------------------------------------------
-    def _dream_graph(self, original, iterations, step, max_loss, seed, detail):
+    def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject):
         self.trace_count += 1
         shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
         # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
@@ -270,15 +333,15 @@ class Dreamer:
                 # with it. A zoom keeps whole steps: its frames are resampled and need them to stay sharp.
                 octave_step *= detail
             img, loss = self._ascend(img, steps, octave_step, max_loss, seed * 16 + index)
-            # re-inject the detail that shrinking the original lost at this scale
+            # re-inject (the recipe's share of) the detail that shrinking the original lost at this scale
             same_size = resize(original, shape)
-            img = img + same_size - tf.image.resize(shrunk, shape)
+            img = img + reinject * (same_size - tf.image.resize(shrunk, shape))
             shrunk = same_size
         return tf.clip_by_value(img, -1.0, 1.0), loss
 
     def _step_scale(self, shape: tuple[int, int]) -> float:
         """Per-octave factor on the step: with an anchored pyramid an l2 step moves each pixel equally at every size."""
-        if not self.settings.base_size or self.settings.normalize != "l2":
+        if not self.recipe.base_size or self.recipe.normalize != "l2":
             return 1.0
         return math.sqrt(shape[0] * shape[1] / STEP_REFERENCE_PIXELS)
 
@@ -298,11 +361,13 @@ class Dreamer:
 
         def body(i, img, loss, done, backoff):
             loss, grads = self._gradients(img, tf.stack([seed, i]), backoff)
-            if self.settings.normalize == "l2":
+            if self.recipe.normalize == "l2":
                 grads = tf.math.l2_normalize(grads)
             else:
                 grads = grads / (tf.math.reduce_std(grads) + 1e-8)
             moved = img + step * grads
+            if self.recipe.clip:
+                moved = tf.clip_by_value(moved, -1.0, 1.0)
             if float16:  # an overflowed gradient skips its step and scales the loss down for the next
                 finite = tf.reduce_all(tf.math.is_finite(grads))
                 moved = tf.where(finite, moved, img)
@@ -321,11 +386,12 @@ class Dreamer:
         features = self.extractor(self.loaded.to_input(img[None]), training=False)
         loss = tf.constant(0.0)
         for k, term in enumerate(self.terms):
-            act = tf.cast(features[term.layer], tf.float32)[:, BORDER:-BORDER, BORDER:-BORDER, :]
+            act = crop_border(tf.cast(features[term.layer], tf.float32), self.recipe.border)
             if self._guides is not None:
                 value = guided_term(act, self._guides[term.layer])
             else:
-                value = tf.reduce_mean(tf.square(act if term.channel is None else act[..., term.channel]))
+                act = act if term.channel is None else act[..., term.channel]
+                value = tf.reduce_mean(tf.square(act) if self.recipe.loss == "square" else act)
             loss += self.term_weights[k] * value
         return loss
 
@@ -377,3 +443,18 @@ class Dreamer:
         grads = tf.reshape(tf.transpose(tf.reshape(tiles.stack(), [rows, cols, th, tw, 3]), [0, 2, 1, 3, 4]),
                            [rows * th, cols * tw, 3])[:height, :width]  # overhang dropped: counted once, at the top
         return loss, tf.roll(grads, -shift, axis=[0, 1])
+
+
+def objective_map(dreamer: Dreamer, frame: np.ndarray) -> np.ndarray:
+    """(h, w) float64: the objective's energy at each position in the network's own eyes, for a (H, W, 3) uint8
+    frame: each term's mean squared activation over its channels, brought to the coarsest term's grid by area
+    averaging, averaged over the terms. Compare a dream's map with its source's (metrics.objective_gain)."""
+    features = dreamer.extractor(dreamer.loaded.to_input(to_unit(frame)[None]), training=False)
+    maps = []
+    for term in dreamer.terms:
+        act = tf.cast(features[term.layer], tf.float32)[0]
+        act = act if term.channel is None else act[..., term.channel:term.channel + 1]
+        maps.append(tf.reduce_mean(tf.square(act), axis=-1).numpy().astype(np.float64))
+    h, w = min(m.shape for m in maps)
+    import cv2  # only here: the engine itself needs no OpenCV
+    return np.mean([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in maps], axis=0)

@@ -116,3 +116,56 @@ def strength(output: np.ndarray, source: np.ndarray) -> float:
     """Dream strength: mean |output - source| per pixel and channel, 0-255 scale (blur counts too: read it with
     sharpness)."""
     return float(np.mean(np.abs(_fit(np.asarray(output), source.shape[:2]).astype(np.float32) - source)))
+
+
+# -- the look of a still: does the dream cover the picture, or burn a spot? -----------------------------------------
+BURN_LEVELS = 80  # grey levels: a pixel pushed further than this in some channel is clipped rainbow noise
+COVERAGE_BLOCK = 16  # px: pixel coverage counts the dream's change in blocks of this side
+STRUCTURE_SIGMA = 4.0  # px: structure compares the pictures blurred this much (is the picture still there)
+
+
+def half_share(values: np.ndarray) -> float:
+    """The smallest share of `values` (>= 0) that together hold half of their sum: 0.5 when all are equal, near 0
+    when one holds everything. 0 for an all-zero input."""
+    flat = np.sort(np.clip(np.asarray(values, np.float64).ravel(), 0, None))[::-1]
+    total = flat.sum()
+    if total <= 0:
+        return 0.0
+    return float((np.searchsorted(np.cumsum(flat), 0.5 * total) + 1) / flat.size)
+
+
+def pixel_coverage(output: np.ndarray, source: np.ndarray, *, block: int = COVERAGE_BLOCK) -> float:
+    """Share of block x block squares that hold half of sum |output - source|: about 0.5 for a dream spread over
+    the whole picture, 0.1-0.2 for one in a few spots. Blur counts as change: read it with sharpness."""
+    r = np.abs(output.astype(np.float32) - source.astype(np.float32)).sum(axis=2)
+    h, w = (r.shape[0] // block) * block, (r.shape[1] // block) * block
+    blocks = r[:h, :w].reshape(h // block, block, w // block, block).sum(axis=(1, 3))
+    return half_share(blocks)
+
+
+def burn(output: np.ndarray, source: np.ndarray, *, levels: int = BURN_LEVELS) -> float:
+    """Share of pixels moved more than `levels` grey levels in some channel (0-1): the clipped rainbow noise of a
+    burned spot."""
+    r = np.abs(output.astype(np.int16) - source.astype(np.int16)).max(axis=2)
+    return float(np.mean(r > levels))
+
+
+def structure(output: np.ndarray, source: np.ndarray, *, sigma: float = STRUCTURE_SIGMA) -> float:
+    """Correlation of the two grey pictures blurred by a Gaussian of `sigma` px: 1 where the picture is intact."""
+    def coarse(frame):
+        grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return cv2.GaussianBlur(grey, (0, 0), sigma).ravel()
+    a, b = coarse(output), coarse(source)
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def objective_gain(dream_map: np.ndarray, source_map: np.ndarray) -> float:
+    """The objective in the network's own eyes, dream over source: ratio of the means of two (h, w) maps of
+    per-position activation energy (see objective_map). Blur cannot raise it: blurring lowers activations."""
+    return float(np.mean(dream_map) / max(float(np.mean(source_map)), 1e-12))
+
+
+def activation_coverage(dream_map: np.ndarray, source_map: np.ndarray) -> float:
+    """Share of the map's positions that hold half of the positive gain (dream - source): about 0.5 when the
+    network sees more everywhere, near 0 when one spot holds it all."""
+    return half_share(np.asarray(dream_map, np.float64) - np.asarray(source_map, np.float64))

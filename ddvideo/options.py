@@ -31,7 +31,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
-    from .dream import DreamSettings, NORMALIZE_STEPS
+    from .dream import RECIPE, RECIPES
     from .models import PRECISIONS
     from .objective import PRESETS
 
@@ -39,23 +39,28 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     which = g.add_mutually_exclusive_group()
     which.add_argument("--preset", choices=sorted(PRESETS), help="named layer objective (default: keras for inception_v3)")
     which.add_argument("--layers", help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
+    g.add_argument("--recipe", choices=list(RECIPES), default=RECIPE,
+                   help=f"the ascent: {RECIPE} (default) covers the picture with the dream and keeps its detail; keras is "
+                        f"the Keras DeepDream example exactly, tutorial the TensorFlow tutorial's; the options below "
+                        f"left unset take the recipe's values")
     g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
-    g.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default 1.4)")
+    g.add_argument("--octave-scale", type=float, help="size ratio between octaves (default: the recipe's)")
     g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
-    steps = " and ".join(f"{v:g} for {k}" for k, v in NORMALIZE_STEPS.items())
     g.add_argument("--strength", type=float, default=1.0,
                    help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
                         "(default 1; 0.5 half as hard, 2 twice)")
-    g.add_argument("--step", type=float, help=f"step size of a still on the [-1, 1] scale (default {steps} gradients; "
-                                              f"each video frame after the first takes a quarter of it)")
-    g.add_argument("--base-size", type=int, default=DreamSettings.base_size,
+    g.add_argument("--step", type=float, help="step size of a still on the [-1, 1] scale after normalising the "
+                                              "gradient (default: the recipe's; each video frame after the first "
+                                              "takes a quarter of it)")
+    g.add_argument("--base-size", type=int,
                    help=f"long side in pixels at which the look is set: larger frames add finer detail on top, so a "
-                        f"preview and a full render dream alike (default {DreamSettings.base_size}; 0 = octaves from "
-                        f"the frame's own size, as the Keras example)")
+                        f"preview and a full render dream alike (default: the recipe's, {RECIPES[RECIPE].base_size} "
+                        f"for {RECIPE}; 0 = octaves from the frame's own size, as the Keras example)")
 
     g.add_argument("--max-loss", type=float,
-                   help="stop an octave once the loss exceeds this (default: never; the Keras example uses 15)")
-    g.add_argument("--normalize", choices=("l2", "std"), default="l2", help="gradient normalisation (default l2)")
+                   help="stop an octave once the loss exceeds this (default: the recipe's; only keras has one, 15)")
+    g.add_argument("--normalize", choices=("l2", "std"),
+                   help="gradient normalisation: l2 over the picture, or std per pixel (default: the recipe's)")
     g.add_argument("--tile-size", type=int, default=512, help="dream larger frames in rolled tiles of this size; 0 = off")
     g.add_argument("--guide", metavar="IMAGE",
                    help="steer the dream toward the features of this picture (each layer's features matched to the guide's)")
@@ -257,7 +262,7 @@ def model_settings(opts: dict[str, Any]):
 def dream_settings(opts: dict[str, Any]):
     from .dream import DreamSettings
 
-    return DreamSettings(layers=opts.get("layers") or opts.get("preset"), octaves=opts["octaves"],
+    return DreamSettings(layers=opts.get("layers") or opts.get("preset"), recipe=opts["recipe"], octaves=opts["octaves"],
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
                          strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
                          normalize=opts["normalize"], tile_size=opts["tile_size"],

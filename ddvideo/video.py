@@ -33,6 +33,9 @@ VIDEO_STEP_SHARE = 0.25
 HOLD_GAIN = 2.0
 HOLD_BOOST = 4.0
 CUT_SHARE = 0.5  # a frame with more of its pixels unreliable than this is a cut (is_cut)
+# With the hold, a chain whose source has gained or lost this factor of contrast since the strength it holds was
+# measured (a fade from black, a light switched on) measures it again on a still of the frame (reanchors).
+REANCHOR = 1.5
 # The first frame of a chain is dreamed as a still, with this many times a frame's iterations up to a still's
 # (30 at the defaults, as `ddvideo image`) at the full step: the video opens at a still dream's strength, which the
 # carried residual keeps.
@@ -121,6 +124,20 @@ def _held(holds: dict[int, float], t: int) -> float | None:
     return holds[max(opened)] if opened else None
 
 
+def contrast(frame: np.ndarray) -> float:
+    """Standard deviation of the grey picture, 0-255: what a still's dream strength follows across a fade."""
+    return float(np.std(frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)))
+
+
+def reanchors(now: float, anchor: float | None) -> bool:
+    """Whether a source of contrast `now` has moved so far from the `anchor` the held strength was measured at
+    that the hold must be measured again. A dream's strength follows the picture's contrast: a chain that opens
+    on a black frame and fades in would otherwise hold the strength of the black frame."""
+    if anchor is None:
+        return False
+    return not anchor / REANCHOR <= now <= max(anchor, 1.0) * REANCHOR
+
+
 def step_boost(carried: float, hold: float) -> float:
     """Factor on a frame's step when its carried dream has `carried` strength and the chain holds `hold`."""
     if carried >= hold:
@@ -176,8 +193,18 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
             prev_dream = render.previous() if render.done else previous
             # the strength each chain holds (FlowSettings.hold), by the frame it opened at
             holds = {int(t): value for t, value in (render.store.recall("holds") or {}).items()} if render.done else {}
+            # the source's contrast where each hold was measured, by frame (reanchors)
+            anchors = {int(t): value for t, value in (render.store.recall("anchors") or {}).items()} if render.done else {}
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
-            hold = _held(holds, begin - 1)
+            hold, anchor = _held(holds, begin - 1), _held(anchors, begin - 1)
+
+            def remember(t: int, strength_now: float, contrast_now: float) -> None:
+                nonlocal hold, anchor
+                holds[t] = hold = strength_now
+                anchors[t] = anchor = contrast_now
+                render.store.remember("holds", holds)
+                render.store.remember("anchors", anchors)
+
             pending = None  # the last dream, handed to the writer once the next frame's init is made
             with contextlib.closing(prefetch(_source_steps(reader, flow, begin=begin, stop=stop))) as steps:
                 upcoming = next(steps, None)
@@ -190,12 +217,15 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         init, options = frame, {"iterations": first_iterations(dreamer.settings.iterations)}
                     else:
                         if hold is None:  # continuing another render's chain: hold the strength of its last frame
-                            hold = holds[t] = strength(prev_dream, prev_frame)
-                            render.store.remember("holds", holds)
+                            remember(t, strength(prev_dream, prev_frame), contrast(prev_frame))
+                        if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
+                            probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations))
+                            remember(t, strength(probe.frame, frame), contrast(frame))
                         init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
                         share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
+                        # the init holds the fresh frame's own detail: all of it returns at each octave (reinject 1)
                         options = {"strength": dreamer.settings.strength * share,
-                                   "detail": frame_detail(dreamer.settings.iterations)}
+                                   "detail": frame_detail(dreamer.settings.iterations), "reinject": 1.0}
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:
@@ -205,8 +235,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     result = dream(init, **options)
                     if opens:
                         upcoming = next(steps, None)
-                        hold = holds[t] = strength(result.frame, frame)
-                        render.store.remember("holds", holds)
+                        remember(t, strength(result.frame, frame), contrast(frame))
                     dream_seconds += time.perf_counter() - tick
                     dreamed += 1
                     pending = (t - first, result.frame, result.loss) if t >= first else None

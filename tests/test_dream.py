@@ -58,8 +58,8 @@ def test_parity_with_keras_example(inception):
     # the example's loop run on the network ddvideo dreams with (batch norms folded: see the next test)
     image = textured_image(170, 210, seed=1)
     weights = {"mixed2": 0.5, "mixed3": 1.5}
-    settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", octaves=2, octave_scale=1.4, iterations=4, step=20.0,
-                             max_loss=15.0, base_size=0, precision="float32")  # the Keras-exact path
+    settings = DreamSettings(layers="mixed2=0.5,mixed3=1.5", recipe="keras", octaves=2, iterations=4,
+                             precision="float32")  # the Keras-exact path
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset(weights)).model
     reference = keras_example_dream(network, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
@@ -71,6 +71,36 @@ def test_parity_with_keras_example(inception):
     unfolded = keras_example_dream(inception.model, weights, image, octaves=2, scale=1.4, iterations=4, step=20.0, max_loss=15.0)
     diff = np.abs(ours.astype(int) - unfolded.astype(int))
     assert diff.max() <= 3 and diff.mean() < 0.05, (diff.max(), diff.mean())
+
+
+def tutorial_dream(model, layers, image, *, iterations, step=0.01, scale=1.3):
+    """A straightforward transcription of the TensorFlow DeepDream tutorial's ascent at octaves scale**-2, **-1, 1:
+    loss the sum of mean activations, gradient over its standard deviation, the image clipped after every step and
+    the dream itself resized from octave to octave."""
+    extractor = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
+    img = tf.constant(image, tf.float32) / 127.5 - 1.0
+    base_shape = np.array(image.shape[:2], np.float32)
+    for n in range(-2, 1):
+        img = tf.image.resize(img, (base_shape * scale**n).astype(np.int32))
+        for _ in range(iterations):
+            with tf.GradientTape() as tape:
+                tape.watch(img)
+                loss = tf.add_n([tf.reduce_mean(a) for a in extractor(img[None])])
+            gradients = tape.gradient(loss, img)
+            gradients /= tf.math.reduce_std(gradients) + 1e-8
+            img = tf.clip_by_value(img + gradients * step, -1, 1)
+    return np.rint((img.numpy() + 1.0) * 127.5).astype(np.uint8)
+
+
+def test_tutorial_recipe_matches_the_tutorial_loop(inception):
+    image = textured_image(182, 208, seed=6)  # octaves 107x123, 140x160 and the frame, alike in both
+    layers = ("mixed2", "mixed3")
+    settings = DreamSettings(layers="mixed2,mixed3", recipe="tutorial", iterations=3, precision="float32")
+    ours = Dreamer(inception, settings).dream(image).frame
+    reference = tutorial_dream(dreaming_copy(inception, keep=frozenset(layers)).model, layers, image, iterations=3)
+    diff = np.abs(ours.astype(int) - reference.astype(int))
+    assert diff.max() <= 2, f"max abs difference {diff.max()} grey levels"
+    assert np.abs(ours.astype(int) - image.astype(int)).mean() > 2  # it dreamed: the comparison means something
 
 
 def test_folded_network_computes_the_same_features_and_gradients(inception):
@@ -102,7 +132,7 @@ def test_folded_network_computes_the_same_features_and_gradients(inception):
 
 def test_parity_holds_with_early_stop(inception):
     image = textured_image(120, 130, seed=2)
-    settings = DreamSettings(layers="mixed2=1.0", octaves=1, iterations=6, step=20.0, max_loss=1e-4, base_size=0,
+    settings = DreamSettings(layers="mixed2=1.0", recipe="keras", octaves=1, iterations=6, max_loss=1e-4,
                              precision="float32")
     ours = Dreamer(inception, settings).dream(image).frame
     network = dreaming_copy(inception, keep=frozenset({"mixed2"})).model

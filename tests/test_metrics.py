@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ddvideo.errors import InputError, SettingsError
-from ddvideo.metrics import warping_error
+from ddvideo.metrics import (activation_coverage, burn, half_share, objective_gain, pixel_coverage, structure,
+                             warping_error)
 
 H, W, T = 96, 128, 5
 
@@ -67,3 +68,53 @@ def test_bad_frames_and_method_raise(clip):
         warping_error(clip, [f.astype(np.float32) for f in clip])
     with pytest.raises(SettingsError, match="'raft'"):
         warping_error(clip, clip, method="raft")
+
+
+# -- the look of a still ------------------------------------------------------------------------------------------
+def test_half_share_counts_the_fewest_values_holding_half():
+    assert half_share(np.ones(10)) == 0.5  # even: half of them
+    assert half_share(np.array([10.0, 0, 0, 0, 0, 0, 0, 0, 0, 0])) == 0.1  # one holds it all
+    assert half_share(np.array([3.0, 3.0, 1.0, 1.0, 1.0, 1.0])) == pytest.approx(2 / 6)  # 3 of 10 is not half; 6 is
+    assert half_share(np.array([4.0, 1.0, 1.0, 1.0, 1.0])) == 0.2  # 4 of 8 is exactly half
+    assert half_share(np.zeros(4)) == 0.0
+    assert half_share(np.array([-5.0, 1.0, 1.0])) == pytest.approx(1 / 3)  # losses hold nothing
+
+
+def test_pixel_coverage_even_dream_against_one_spot():
+    source = np.full((64, 64, 3), 100, np.uint8)
+    even = source + 10  # the same change in each of the 16 blocks of 16x16
+    spot = source.copy()
+    spot[:16, :16] = 200  # all of it in one block
+    assert pixel_coverage(even, source) == 0.5
+    assert pixel_coverage(spot, source) == 1 / 16
+
+
+def test_burn_counts_pixels_moved_past_80_levels_in_any_channel():
+    source = np.full((10, 10, 3), 100, np.uint8)
+    out = source.copy()
+    out[0, :5, 2] = 181  # 81 levels in one channel: burned
+    out[1, :5] = 180  # 80 levels: not
+    out[2, :3, 0] = 0  # 100 levels down: burned
+    assert burn(out, source) == pytest.approx(8 / 100)
+
+
+def test_structure_ignores_fine_texture_and_sees_a_lost_picture():
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0, 255, 96, dtype=np.float32), (64, 1))
+    source = np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)
+    textured = np.clip(source + rng.normal(0, 20, source.shape), 0, 255).astype(np.uint8)
+    flipped = source[:, ::-1].copy()
+    assert structure(textured, source) > 0.99
+    assert structure(flipped, source) < -0.9
+
+
+def test_objective_gain_and_activation_coverage_of_known_maps():
+    source = np.ones((4, 4))
+    everywhere = source * 3  # the same gain at all 16 positions
+    one_spot = source.copy()
+    one_spot[1, 2] = 33  # the same total gain, at one position
+    assert objective_gain(everywhere, source) == pytest.approx(3.0)
+    assert objective_gain(one_spot, source) == pytest.approx(3.0)
+    assert activation_coverage(everywhere, source) == 0.5
+    assert activation_coverage(one_spot, source) == 1 / 16
+    assert objective_gain(source * 0.5, source) == pytest.approx(0.5)  # a blur that lowers activations

@@ -203,6 +203,30 @@ def test_resume_before_a_cut_holds_the_chain_of_its_last_frame(dreamer, tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(decode(tmp_path / "resumed"), decode(tmp_path / "whole"), strict=True))
 
 
+def test_a_fade_in_reanchors_the_hold(dreamer, tmp_path, monkeypatch):
+    """A clip fading in from black (brightness x1.4 a frame): the strength the chain holds is measured again as the picture's contrast grows,
+    so its end is dreamed as strongly as a still of its last frame, not as faintly as the black frame it opened on."""
+    frames = pan_frames(16)
+    clip = write_clip(tmp_path / "fade.mp4", [np.rint(f * min(1.0, 0.03 * 1.4**t)).astype(np.uint8)
+                                              for t, f in enumerate(frames)])
+    sources = decode(clip)
+    still = strength(dreamer.dream(sources[-1], iterations=first_iterations(dreamer.settings.iterations)).frame,
+                     sources[-1])
+
+    def end_strength(name: str) -> float:
+        work = tmp_path / f"{name}.ddwork"
+        render_video(str(clip), str(tmp_path / name), dreamer=dreamer, run=RunSettings(work_dir=str(work), keep_work=True))
+        held = json.loads((work / "state.json").read_text())["holds"]
+        return np.mean([strength(o, s) for o, s in zip(decode(tmp_path / name)[-4:], sources[-4:])]), held
+
+    reanchored, held = end_strength("reanchored")
+    assert len(held) >= 3 and "0" in held, held  # measured again several times over the fade
+    assert 0.8 <= reanchored / still <= 1.25, (reanchored, still)
+    monkeypatch.setattr("ddvideo.video.REANCHOR", math.inf)
+    stuck, held = end_strength("stuck")
+    assert held.keys() == {"0"} and stuck / still < 0.8, (stuck, still)
+
+
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
     assert step_boost(10.0, 8.0) == step_boost(8.0, 8.0) == 1.0  # as strong as the chain: the plain share
     assert step_boost(4.0, 8.0) == pytest.approx(2.0**HOLD_GAIN)
