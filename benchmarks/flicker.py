@@ -34,16 +34,19 @@ sys.path.insert(0, str(ROOT / "samples"))
 from ddvideo.dream import Dreamer, DreamSettings  # noqa: E402
 from ddvideo.flow import FlowSettings  # noqa: E402
 from ddvideo.media import VideoReader, ffmpeg_exe, read_image, write_image  # noqa: E402
-from ddvideo.metrics import measure_clip, strength  # noqa: E402
+from ddvideo.dream import objective_map  # noqa: E402
+from ddvideo.metrics import activation_coverage, burn, measure_clip, strength  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 from ddvideo.render import RunSettings  # noqa: E402
 from ddvideo.video import VIDEO_ITERATIONS, VIDEO_STEP_SHARE, ClipSettings, render_video  # noqa: E402
 
 import make_samples  # noqa: E402
 from bench import cpu_model, gpu_names  # noqa: E402  (benchmarks/ is on the path when run as a script)
+from still_look import KINDS, picture  # noqa: E402
 
 NOTES = "## Notes"  # everything from this heading on is kept when the table is regenerated
 PAN = dict(width=480, height=320, dx=1.37, dy=0.45, x0=10.0, y0=8.0)  # px per frame: sub-pixel steps
+PHOTO_SIZE = 640  # long side of the scikit-image photos the pan films
 
 
 def device() -> str:
@@ -79,7 +82,7 @@ def matched_base(settings: DreamSettings, photo: np.ndarray, window: float) -> i
     dreamed on its own, gets patterns 600/480 times smaller in photo pixels than the photo dreamed whole. Filmed at
     its own scale, the whole photo's dream would be a coarser texture than any video of the window can show.
     """
-    return round(settings.base_size * max(photo.shape[:2]) / window)
+    return round(settings.resolved().base_size * max(photo.shape[:2]) / window)
 
 
 def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
@@ -104,8 +107,18 @@ def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSet
     }
 
 
-def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path, *, keep: Path | None) -> str:
-    photo = read_image(ROOT / "samples" / "coffee.png")
+def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray], last: int = 8) -> tuple[float, float]:
+    """(activation coverage of the last `last` frames over the first frame's, their burn in %): does the dream
+    drift toward spots as the clip goes on?"""
+    def cover(i):
+        return activation_coverage(objective_map(dreamer, dreamed[i]), objective_map(dreamer, source[i]))
+    tail = range(len(dreamed) - last, len(dreamed))
+    return np.mean([cover(i) for i in tail]) / cover(0), 100 * np.mean([burn(dreamed[i], source[i]) for i in tail])
+
+
+def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path, *, keep: Path | None,
+             photo_name: str = "coffee") -> str:
+    photo = read_image(ROOT / "samples" / "coffee.png") if photo_name == "coffee" else picture(photo_name, PHOTO_SIZE)
     slug = name.split()[0].replace("/", "-")
     if camera is sample_camera:  # the shipped clip itself (H.264); its camera films the dreamed still
         clip = ROOT / "samples" / "coffee_pan.mp4"
@@ -122,9 +135,11 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     filmed = camera(Dreamer(loaded, replace(still_settings, base_size=base)).dream(photo).frame, frames)
     floor = measure_clip(source, filmed)
     unmatched = measure_clip(source, camera(still.dream(photo).frame, frames))
-    first = strength(still.dream(source[0]).frame, source[0])
+    first_dream = still.dream(source[0]).frame
+    first, first_burn = strength(first_dream, source[0]), 100 * burn(first_dream, source[0])
     rows, strips = [], [source, filmed]
-    for mode, (flow, settings) in modes(still_settings, video_settings).items():
+    chosen = modes(still_settings, video_settings)
+    for mode, (flow, settings) in list(chosen.items())[: None if args.all_modes else 1]:
         out = tmp / f"{slug}-{len(rows)}"
         began = time.perf_counter()
         render_video(str(clip), str(out) + "/", dreamer=Dreamer(loaded, settings), flow=flow,
@@ -132,8 +147,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         seconds = (time.perf_counter() - began) / frames
         dreamed = [read_image(p) for p in sorted(out.iterdir())]
         m = measure_clip(source, dreamed)
+        coverage, tail_burn = drift(still, source, dreamed)
         rows.append(f"| {mode} | {m.sharpness / floor.sharpness:.2f} | {m.strength / first:.2f} | "
-                    f"{m.e_warp / floor.e_warp:.2f} | {m.e_warp:.5f} | {m.sharpness:.1f} | {m.strength:.1f} | {seconds:.2f} |")
+                    f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
+                    f"{m.sharpness:.1f} | {m.strength:.1f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
         strips.append(dreamed)
     if keep is not None:
@@ -145,11 +162,11 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
 
 Filmed still (the photo dreamed whole at base size {base}, the pattern scale of the first frame's dream): E_warp
 {floor.e_warp:.5f}, sharpness {floor.sharpness:.1f} (source {floor.source_sharpness:.1f}), strength {floor.strength:.1f}.
-Still dream of the first frame: strength {first:.1f}. The photo dreamed at the default base size, with coarser
-patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.sharpness:.1f}.
+Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed at the default
+base size, with coarser patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.sharpness:.1f}.
 
-| mode | sharpness / filmed still | strength / still | E_warp / filmed still | E_warp | sharpness | strength | s/frame |
-|---|---|---|---|---|---|---|---|
+| mode | sharpness / filmed still | strength / still | E_warp / filmed still | activation coverage, last 8 / first | burn, last 8 | E_warp | sharpness | strength | s/frame |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 
@@ -161,7 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", default="bfloat16")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--strips", help="folder for PNG strips of the frames (source, filmed still, each mode)")
-    p.add_argument("--clips", default="pan,sample", help="which clips: pan (the sub-pixel pan), sample (coffee_pan.mp4)")
+    p.add_argument("--clips", default="pan,sample,hubble_deep_field,astronaut,grass,retina",
+                   help="which clips: pan (the sub-pixel pan over coffee.png), sample (coffee_pan.mp4), or the name of "
+                        "a scikit-image photo panned the same way")
+    p.add_argument("--all-modes", action="store_true", help="every video mode, not only the defaults")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "flicker-results.md"))
     args = p.parse_args(argv)
     loaded = load_model(ModelSettings(model=args.model))
@@ -170,15 +190,19 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="flicker-") as tmp:
         clips = {"pan": ("coffee.png sub-pixel pan", pan_camera, args.frames),
                  "sample": ("samples/coffee_pan.mp4", sample_camera, min(args.frames, 72))}
-        tables = [run_clip(name, camera, frames, 24.0, loaded, args, Path(tmp), keep=keep)
-                  for name, camera, frames in (clips[c] for c in args.clips.split(","))]
+        tables = []
+        for c in args.clips.split(","):
+            name, camera, frames = clips.get(c) or (f"{c} ({KINDS[c]}) sub-pixel pan", pan_camera, args.frames)
+            tables.append(run_clip(name, camera, frames, 24.0, loaded, args, Path(tmp), keep=keep,
+                                   photo_name=c if c in KINDS else "coffee"))
     video = DreamSettings()
     text = f"""# Flicker against a dream filmed still: sharpness, strength and E_warp of video mode
 
 Generated by `benchmarks/flicker.py` (rerun it to refresh this file).
 
 - Model: `{os.path.relpath(args.model, ROOT) if os.path.exists(args.model) else args.model}` (real ImageNet weights up
-  to mixed5), objective `{args.preset}`, precision {args.precision}, base size {video.base_size}
+  to mixed5), objective `{args.preset}`, recipe `{video.recipe}`, precision {args.precision}, base size
+  {video.resolved().base_size}
 - Video defaults: {FlowSettings().carry} carried along DIS flow with occlusion and held at the first frame's
   strength, {VIDEO_ITERATIONS} iterations per octave per frame at {VIDEO_STEP_SHARE:g} of a still's step (more
   where the carried dream is weaker); the first frame dreamed as a still.
@@ -186,7 +210,8 @@ Generated by `benchmarks/flicker.py` (rerun it to refresh this file).
 - Sharpness: mean |Laplacian| of the grey frame. Strength: mean |output - source| (0-255). E_warp (Lai et al.
   2018) on frames scaled to [0, 1], DIS flow and occlusion mask of the source. Targets for the video defaults:
   sharpness >= 0.9, strength >= 0.9, E_warp <= 1.25, each against the filmed still (strength against a still
-  dream of the first frame).
+  dream of the first frame). Drift toward spots, frame by frame: the activation coverage (benchmarks/still_look.py)
+  of the last 8 frames over the first frame's, target >= 0.9, and their burn, target <= the still's.
 
 {chr(10).join(tables)}"""
     if args.out == "-":

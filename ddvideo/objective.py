@@ -118,13 +118,16 @@ def check_guide(guide_shape: tuple[int, ...], *, terms: tuple[Term, ...], min_si
         )
 
 
+def crop_border(act: tf.Tensor, border: int) -> tf.Tensor:
+    """(N, h, w, C) activations without `border` pixels on each side."""
+    return act[:, border:-border, border:-border, :] if border else act
+
+
 def guide_matrices(features: dict[str, tf.Tensor], *, border: int) -> dict[str, tf.Tensor]:
     """Layer -> (positions, channels) float32 feature vectors of the guide, from its (1, h, w, C) activations,
     cropped by `border` like the frame's."""
-    return {
-        layer: tf.reshape(tf.cast(act, tf.float32)[:, border:-border, border:-border, :], [-1, act.shape[-1]])
-        for layer, act in features.items()
-    }
+    return {layer: tf.reshape(crop_border(tf.cast(act, tf.float32), border), [-1, act.shape[-1]])
+            for layer, act in features.items()}
 
 
 def guided_term(act: tf.Tensor, guide: tf.Tensor) -> tf.Tensor:

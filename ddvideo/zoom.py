@@ -183,14 +183,17 @@ def loop_seam(frames: Sequence[np.ndarray]) -> tuple[float, float]:
     return frame_difference(frames[-1], frames[0]), float(np.median(steps))
 
 
-def _dream(dreamer: Dreamer, frame: np.ndarray, *, seed: int, iterations: int) -> tuple[np.ndarray, float]:
-    """Dream `frame` rolled by a seeded random offset (wrapping round), then roll it back.
+def _dream(dreamer: Dreamer, frame: np.ndarray, *, seed: int, iterations: int,
+           carried: bool) -> tuple[np.ndarray, float]:
+    """Dream `frame` rolled by a seeded random offset (wrapping round), then roll it back. A `carried` frame holds
+    earlier dreams: all of its detail returns at each octave, or each frame would soften the next.
 
     The zoom's centre is a fixed point: whatever the network paints in step with its stride grid lands on the same
     pixels frame after frame there and smears outwards into a radial star. A fresh offset per frame breaks that.
     """
     shift = tuple(int(v) for v in np.random.default_rng(seed).integers(0, JITTER, 2))
-    result = dreamer.dream(np.roll(frame, shift, axis=(0, 1)), seed=seed, iterations=iterations)
+    result = dreamer.dream(np.roll(frame, shift, axis=(0, 1)), seed=seed, iterations=iterations,
+                           reinject=1.0 if carried else None)
     return np.roll(result.frame, (-shift[0], -shift[1]), axis=(0, 1)), result.loss
 
 
@@ -218,7 +221,8 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
             loss = None
             if index % zoom.dream_every == 0:
                 tick = time.perf_counter()
-                frame, loss = _dream(dreamer, frame, seed=run.seed + index, iterations=zoom.iterations)
+                frame, loss = _dream(dreamer, frame, seed=run.seed + index, iterations=zoom.iterations,
+                                     carried=prev is not None)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
             if first is None:

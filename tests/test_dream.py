@@ -1,5 +1,7 @@
 """The octave engine: parity with the Keras example, compile-once, tiling, determinism, loss behaviour."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -227,8 +229,9 @@ def test_octave_shapes_follow_keras_example():
 
 def test_too_small_frame_names_the_fix(inception):
     dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS))
-    with pytest.raises(SettingsError, match=r"at least \d+ px"):
-        dreamer.dream(np.zeros((60, 60, 3), np.uint8))
+    side = dreamer.min_side - 1
+    with pytest.raises(SettingsError, match=rf"at least {dreamer.min_side} px"):
+        dreamer.dream(np.zeros((side, side, 3), np.uint8))
 
 
 def test_tile_spans_have_no_slivers():
@@ -277,12 +280,12 @@ def test_reduced_precision_gradient_points_the_same_way(inception, precision, mi
 def test_bfloat16_dream_differs_less_than_one_grey_level_of_input_noise(inception):
     """A dream amplifies any small change; bfloat16 must change it less than +-1 grey level on the input does."""
     image = textured_image(128, 144, seed=9)
-    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None, precision="float32")
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, strength=3.0, precision="float32")
     exact = Dreamer(inception, settings)
     baseline = exact.dream(image).frame.astype(int)
     noisy = np.clip(image + np.random.default_rng(0).integers(-1, 2, image.shape), 0, 255).astype(np.uint8)
     noise_effect = np.abs(exact.dream(noisy).frame - baseline).mean()
-    bf16 = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=2, max_loss=None, precision="bfloat16"))
+    bf16 = Dreamer(inception, replace(settings, precision="bfloat16"))
     result = bf16.dream(image)
     assert np.isfinite(result.loss)
     assert np.abs(result.frame - baseline).mean() < noise_effect

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from conftest import one_error_line, textured_image
 from ddvideo.cli import main
-from ddvideo.dream import BORDER, Dreamer, DreamSettings, to_unit
+from ddvideo.dream import Dreamer, DreamSettings, to_unit
+from ddvideo.objective import crop_border
 from ddvideo.errors import InputError, SettingsError
 from ddvideo.guide import GUIDE_MAX_SIZE, guide_record, read_guide
 from ddvideo.media import VideoWriter, write_image
@@ -44,7 +45,7 @@ def test_guided_term_matches_each_position_to_its_best_guide_vector():
 
 def pooled(dreamer: Dreamer, image: np.ndarray) -> np.ndarray:
     act = dreamer.extractor(dreamer.loaded.to_input(to_unit(image)[None]))["mixed2"]
-    return tf.reduce_mean(act[0, BORDER:-BORDER, BORDER:-BORDER], axis=[0, 1]).numpy()
+    return tf.reduce_mean(crop_border(act, dreamer.recipe.border)[0], axis=[0, 1]).numpy()
 
 
 def test_a_guided_dream_moves_the_features_toward_the_guide(inception):
@@ -91,8 +92,8 @@ def test_strength_multiplies_the_step(inception):
 
 
 def test_guides_that_cannot_work_are_refused(inception, tmp_path):
-    with pytest.raises(InputError, match=r"guide picture is 50x40, too small .* at least 59 px"):
-        Dreamer(inception, SETTINGS, guide=np.zeros((40, 50, 3), np.uint8))
+    with pytest.raises(InputError, match=r"guide picture is 25x20, too small .* at least 27 px"):
+        Dreamer(inception, SETTINGS, guide=np.zeros((20, 25, 3), np.uint8))
     with pytest.raises(SettingsError, match="whole layers, not channels: drop the channel from mixed2:3"):
         Dreamer(inception, replace(SETTINGS, layers="mixed2:3"), guide=stripes())
     big = str(tmp_path / "big.png")
@@ -107,7 +108,7 @@ def files(tmp_path):
     photo, guide, tiny = (str(tmp_path / name) for name in ("in.png", "guide.png", "tiny.png"))
     write_image(photo, textured_image(96, 112, seed=3))
     write_image(guide, stripes())
-    write_image(tiny, stripes(30))
+    write_image(tiny, stripes(20))
     (tmp_path / "notes.png").write_bytes(b"not a picture")
     with VideoWriter(tmp_path / "in.mp4", fps=12, size=(112, 96)) as writer:
         for _ in range(3):
@@ -136,7 +137,7 @@ def test_commands_take_a_guide_and_renders_record_it(files, capsys):
 @pytest.mark.parametrize("guide, pattern", [
     ("missing.png", r"--guide: input not found: .*missing\.png"),
     ("notes.png", r"--guide: not a readable image: .*notes\.png"),
-    ("tiny.png", r"--guide: the guide picture is 30x30, too small for this objective"),
+    ("tiny.png", r"--guide: the guide picture is 20x20, too small for this objective"),
 ])
 @pytest.mark.parametrize("command", ["image", "video", "zoom", "sheet"])
 def test_bad_guides_fail_in_one_line_before_any_output(files, capsys, command, guide, pattern):

@@ -14,7 +14,7 @@ from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings, octave_shapes
 from ddvideo.flow import FlowSettings
 from ddvideo.media import ffmpeg_exe, probe_video, read_image, write_image
-from ddvideo.metrics import sharpness, strength
+from ddvideo.metrics import burn, pixel_coverage, sharpness, strength
 from ddvideo.preview import PREVIEW_SIZE, preview_path
 from ddvideo.render import RunSettings
 from ddvideo.video import first_iterations, render_video
@@ -118,7 +118,8 @@ def test_a_frame_just_above_the_base_size_sets_the_look_with_all_its_iterations(
     """A frame up to sqrt(scale) above the base size stands in for the base rung: it is dreamed as fully as a frame
     at the base size, not given a detail octave's single step."""
     picture = textured_image(180, 240, seed=4)
-    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=6, base_size=200))
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=6, base_size=200,
+                                               octave_scale=1.4))
     at_base = cv2.resize(picture, (200, 150), interpolation=cv2.INTER_AREA)
     above = cv2.resize(picture, (232, 174), interpolation=cv2.INTER_AREA)  # 232 < 200 * sqrt(1.4) = 236.6
     assert [max(s) for s in dreamer.octaves(174, 232)] == [143, 232]  # the frame in the base rung's place
@@ -167,3 +168,18 @@ def test_preview_renders_small_and_elsewhere(tmp_path, capsys):
     assert not out.exists() and sorted(p.name for p in work.iterdir()) == ["note.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dream.mp4.ddwork", "dream.preview.mp4", "wide.mp4"]
     assert preview_path("frames/") == "frames.preview/"
+
+
+def test_a_bright_spot_does_not_burn_with_the_default_recipe(inception):
+    """A dim picture with one bright spot: the Keras ascent, unclipped and fed the spot's sharp detail at every
+    octave, pours its steps into the spot and burns it into clipped noise; the default recipe spreads the dream."""
+    picture = (textured_image(160, 160, seed=1) * 0.35).astype(np.uint8)
+    cv2.circle(picture, (100, 60), 7, (255, 255, 255), -1)
+
+    def dreamed(**settings) -> np.ndarray:
+        return Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, iterations=10, octaves=2, **settings)).dream(picture).frame
+
+    default = dreamed()
+    keras_anchored = dreamed(recipe="keras", base_size=384, max_loss=1e9)  # the Keras ascent at the default pyramid
+    assert burn(default, picture) < 0.005 <= burn(keras_anchored, picture)
+    assert pixel_coverage(default, picture) > pixel_coverage(keras_anchored, picture)
