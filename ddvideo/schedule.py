@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import SettingsError
 
-FRAME_VARIABLES = ("t", "sec", "max_f")
+FRAME_VARIABLES = ("t", "sec")
 AUDIO_VARIABLES = ("rms", "onset", "beat", "bass", "treble")
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
@@ -216,7 +216,7 @@ class Schedule:
 
 def _environment(t: np.ndarray, *, frames: int, fps: float, audio: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each variable at the frame positions `t` (the music at the nearest frame of the render)."""
-    env = {"t": t, "sec": t / fps, "max_f": np.full_like(t, frames - 1)}
+    env = {"t": t, "sec": t / fps}
     nearest = np.clip(np.rint(t), 0, max(frames - 1, 0)).astype(int)
     env.update({name: np.asarray(values, np.float64)[nearest] for name, values in audio.items()})
     return env
