@@ -13,8 +13,9 @@ from __future__ import annotations
 import ast
 import math
 import re
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -342,5 +343,81 @@ def check_range(values: np.ndarray, *, option: str, fps: float, ok: Callable[[np
     if bad.any():
         frame = int(np.argmax(bad))
         value = values[frame]
+        if np.all(values == value):  # a constant: no frame to name
+            raise ScheduleError(f"{option} must be {need}, got {value:g}")
         shown = "not a number (a division by zero?)" if not np.isfinite(value) else f"{value:.6g}"
         raise ScheduleError(f"{option} is {shown} at frame {frame} ({frame / fps:.2f} s); it must be {need}")
+
+
+# -- the dream over a render -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DreamSchedule:
+    """How hard the dream works and on which layers, frame by frame: a strength schedule and a schedule for the
+    weight of any term of the objective (`mixed3=0:(1), 96:(0); mixed5=0:(0), 96:(1)` morphs from one layer's
+    look to the other's; `;` separates the terms, so the keyframes keep their commas)."""
+
+    strength: float | str | None = None  # None: the dream settings' strength at every frame
+    layer_weights: str | None = None  # 'LAYER=SCHEDULE; LAYER:CHANNEL=SCHEDULE ...'
+
+    def __post_init__(self) -> None:
+        if self.strength is not None:
+            object.__setattr__(self, "strength", scheduled(self.strength, option="--strength"))
+        if self.layer_weights is not None:
+            text = "; ".join(f"{key}={value}" for key, value in self.weight_entries())
+            object.__setattr__(self, "layer_weights", text or None)
+
+    def weight_entries(self) -> list[tuple[str, str]]:
+        """(term key, schedule text) of each entry of layer_weights, checked."""
+        entries: list[tuple[str, str]] = []
+        for part in filter(None, (p.strip() for p in (self.layer_weights or "").split(";"))):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or not key or not value.strip():
+                raise ScheduleError(f"--layer-weights: cannot read {_quoted(part)}; write LAYER=SCHEDULE, several "
+                                    f"separated by ';', e.g. 'mixed3=0:(1), 96:(0); mixed5=0:(0), 96:(1)'")
+            if key in dict(entries):
+                raise ScheduleError(f"--layer-weights names {key} twice; give each layer once")
+            Schedule(value.strip(), option=f"--layer-weights {key}")
+            entries.append((key, value.strip()))
+        return entries
+
+    @property
+    def texts(self) -> list[float | str]:
+        return [v for v in (self.strength, *(value for _, value in self.weight_entries())) if v is not None]
+
+    def strengths(self, base: float, *, frames: int, fps: float,
+                  audio: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """(frames,) the dream's strength at each frame (`base`, the dream settings', without a schedule)."""
+        values = frame_values(base if self.strength is None else self.strength, option="--strength", frames=frames,
+                              fps=fps, audio=audio)
+        check_range(values, option="--strength", fps=fps, ok=lambda v: v > 0, need="a positive number")
+        return values
+
+    def weights(self, terms: Sequence, *, frames: int, fps: float,
+                audio: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """(frames, terms) weight of each term of the objective at each frame; None without layer_weights.
+        `terms` are the objective's (objective.Term: key and weight)."""
+        entries = self.weight_entries()
+        if not entries:
+            return None
+        keys = [term.key for term in terms]
+        out = np.tile(np.array([term.weight for term in terms], np.float64), (frames, 1))
+        for key, value in entries:
+            if key not in keys:
+                raise ScheduleError(f"--layer-weights names {key}, which is not in the objective ({', '.join(keys)}); "
+                                    f"add it to --layers")
+            option = f"--layer-weights {key}"
+            out[:, keys.index(key)] = values = frame_values(value, option=option, frames=frames, fps=fps, audio=audio)
+            check_range(values, option=option, fps=fps, ok=lambda v: v == v, need="a number")
+        return out
+
+
+@contextlib.contextmanager
+def kept_weights(dreamer) -> Iterator[None]:
+    """Put the dreamer's objective weights back as they were after a render that reweights it frame by frame (a
+    batch worker dreams its next job with the same dreamer)."""
+    original = dreamer.term_weights.numpy().copy()
+    try:
+        yield
+    finally:
+        dreamer.term_weights.assign(original)
