@@ -1,0 +1,218 @@
+"""Motion and music: scheduled zooms measured frame to frame, beats of a click track, the soundtrack of a zoom,
+resume with schedules, loops, previews and plots of schedules."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SMALL_LAYERS, one_error_line, textured_image
+from ddvideo.audio import analyse, load_music
+from ddvideo.cli import main
+from ddvideo.dream import Dreamer, DreamSettings
+from ddvideo.errors import DDVideoError
+from ddvideo.media import VideoReader, probe_video, read_image, write_image
+from ddvideo.media.probe import read_header
+from ddvideo.schedule import DreamSchedule, ScheduleError
+from ddvideo.zoom import ZoomSettings, render_zoom
+
+SIZE = (128, 112)
+FAST = ["--weights", "none", "--layers", SMALL_LAYERS, "--octaves", "1", "--iterations", "1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def dreamer(inception):
+    return Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1))
+
+
+def click_track(path: Path, *, seconds: float, bpm: float = 120.0, first: float = 0.25, rate: int = 44100) -> np.ndarray:
+    """A WAV of short 1 kHz clicks at `bpm` from `first` seconds on; returns the click times."""
+    samples = np.zeros(int(seconds * rate), np.float32)
+    burst = np.arange(int(0.02 * rate))
+    burst = np.sin(2 * np.pi * 1000 * burst / rate) * np.exp(-burst / (0.004 * rate))
+    clicks = np.arange(first, seconds - 0.05, 60.0 / bpm)
+    for click in clicks:
+        start = int(round(click * rate))
+        samples[start:start + burst.size] += burst[: samples.size - start]
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(rate)
+        f.writeframes((samples * 0.8 * 32767).astype(np.int16).tobytes())
+    return clicks
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    if path.is_dir():
+        return [read_image(p) for p in sorted(path.iterdir())]
+    with VideoReader(path) as reader:
+        return list(reader)
+
+
+def measured_scale(before: np.ndarray, after: np.ndarray) -> float:
+    """The magnification from one frame to the next, by ECC image alignment (an affine warp) of the grey frames."""
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in (before, after)]
+    warp = np.eye(2, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
+    _, warp = cv2.findTransformECC(grey[1], grey[0], warp, cv2.MOTION_AFFINE, criteria, None, 5)
+    return 1.0 / float(np.sqrt(abs(np.linalg.det(warp[:, :2]))))  # the warp maps the later frame onto the earlier
+
+
+# ---------------------------------------------------------------- scheduled camera
+
+
+def test_a_scheduled_zoom_follows_its_schedule_frame_to_frame(dreamer, tmp_path):
+    photo = tmp_path / "in.png"
+    write_image(photo, textured_image(112, 128, seed=5))
+    zoom = ZoomSettings(size=SIZE, frames=9, zoom="0:(1.0), 4:(1.08), 8:(1.02)")
+    render_zoom(str(photo), str(tmp_path / "out"), dreamer=dreamer, zoom=zoom)
+    frames = frames_of(tmp_path / "out")
+    expected = [1.0, 1.02, 1.04, 1.06, 1.08, 1.065, 1.05, 1.035, 1.02]
+    scales = [measured_scale(a, b) for a, b in zip(frames[:-1], frames[1:])]
+    assert scales == pytest.approx(expected[1:], abs=0.006), scales
+
+
+def test_dream_every_and_rotation_follow_schedules():
+    zoom = ZoomSettings(frames=12, rotate="0:(0), 1s:(3)", fps=4.0, dream_every="0:(1), 6:(3)")
+    camera = zoom.camera()
+    assert camera.rotate == pytest.approx([0, 0.75, 1.5, 2.25, 3, 3, 3, 3, 3, 3, 3, 3])
+    # K rounds to 1, 1, 2, 2, 2, 3, 3...: a frame is dreamed once K frames have passed since the last dreamed one
+    assert np.flatnonzero(camera.dreamed).tolist() == [0, 1, 3, 6, 9]
+
+
+@pytest.mark.parametrize(("schedule", "ok"), [
+    ("0:(1.04), 20:(1.0)", False),  # ends at 1.0, starts at 1.04: a jump at the seam
+    ("0:(1.04), 10:(1.0), 20:(1.04)", True),  # ends where it starts
+    ("1.03+0.01*sin(2*pi*t/20)", True),  # one period: the seam is a step like any other
+])
+def test_a_loop_refuses_a_schedule_that_does_not_end_where_it_starts(schedule, ok):
+    zoom = ZoomSettings(frames=20, zoom=schedule, loop=True)
+    if ok:
+        zoom.camera()
+    else:
+        with pytest.raises(ScheduleError, match=r"--loop: --zoom ends at 1.002 \(frame 19\) but starts at 1.04; a loop jumps"):
+            zoom.camera()
+
+
+def test_a_scheduled_loop_closes(dreamer, tmp_path):
+    from ddvideo.zoom import loop_seam
+
+    zoom = ZoomSettings(size=SIZE, frames=16, loop=True, zoom="0:(1.06), 8:(1.02), 16:(1.06)", rotate="sin(2*pi*t/16)")
+    render_zoom(None, str(tmp_path / "loop"), dreamer=dreamer, zoom=zoom)
+    seam, median = loop_seam(frames_of(tmp_path / "loop"))
+    assert seam <= 1.5 * median, (seam, median)
+
+
+# ---------------------------------------------------------------- music
+
+
+def test_a_click_track_gives_a_beat_at_every_click_and_nowhere_else(tmp_path):
+    fps = 24.0
+    clicks = click_track(tmp_path / "clicks.wav", seconds=10.0)  # 120 BPM
+    music = load_music(str(tmp_path / "clicks.wav"))
+    features = analyse(music, frames=music.frames(fps), fps=fps)
+    beat = features.values["beat"]
+    peaks = np.flatnonzero(beat == 1.0)
+    expected = np.rint(clicks * fps).astype(int)
+    assert len(peaks) == len(expected) and np.all(np.abs(peaks - expected) <= 1), (peaks, expected)
+    assert features.tempo == pytest.approx(120, rel=0.02)
+    # 1 on the beat, down to 0 within 0.2 s, and every feature in 0-1
+    assert beat[expected[3] + round(0.2 * fps) + 1] == 0 and 0 < beat[expected[3] + 2] < 1
+    for name, values in features.values.items():
+        assert values.shape == (music.frames(fps),) and values.min() >= 0 and values.max() == pytest.approx(1), name
+
+
+def test_a_zoom_carries_its_music_and_lasts_as_long(tmp_path):
+    click_track(tmp_path / "clicks.wav", seconds=2.0)
+    out = tmp_path / "zoom.mp4"
+    argv = ["zoom", str(out), *FAST, "--size", "128x112", "--fps", "8", "--audio", str(tmp_path / "clicks.wav"),
+            "--zoom", "1.01+0.05*beat", "--strength", "0.5+rms", "--layer-weights", "mixed2=0:(1), 1s:(0)"]
+    assert main(argv) == 0
+    info = probe_video(out)
+    assert info.n_frames == 16 and read_header(out).audio_codec == "aac"
+    assert read_header(out).duration == pytest.approx(2.0, abs=0.1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.wav", "zoom.mp4"]
+
+
+def test_the_music_sets_the_frames_each_beat_moves(tmp_path, dreamer):
+    click_track(tmp_path / "clicks.wav", seconds=2.0)
+    music = load_music(str(tmp_path / "clicks.wav"))
+    zoom = ZoomSettings(size=SIZE, frames=music.frames(8.0), fps=8.0, zoom="1+0.1*beat")
+    camera = zoom.camera(audio=analyse(music, frames=zoom.frames, fps=zoom.fps).values)
+    assert np.flatnonzero(np.isclose(camera.zoom, 1.1)).tolist() == [2, 6, 10, 14]  # clicks at 0.25 s + k/2
+
+
+# ---------------------------------------------------------------- resume, preview, plot, bad input
+
+
+class Interrupt:
+    def __init__(self, after: int):
+        self.after, self.seen = after, 0
+
+    def __call__(self, index, total, loss):
+        self.seen += 1
+        if self.seen >= self.after:
+            raise KeyboardInterrupt
+
+
+def test_resume_with_schedules_is_frame_exact_and_a_changed_schedule_is_refused(dreamer, tmp_path):
+    zoom = ZoomSettings(size=SIZE, frames=8, zoom="0:(1.02), 7:(1.08)", pan=("t/4", 0), dream_every="1+t/4")
+    schedule = DreamSchedule(strength="0:(0.5), 7:(2)", layer_weights="mixed3=1+t")
+    render_zoom(None, str(tmp_path / "whole"), dreamer=dreamer, zoom=zoom, schedule=schedule)
+    out = str(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        render_zoom(None, out, dreamer=dreamer, zoom=zoom, schedule=schedule, progress=Interrupt(4))
+    changed = DreamSchedule(strength="0:(0.5), 7:(3)", layer_weights="mixed3=1+t")
+    with pytest.raises(DDVideoError, match=r'schedule.strength "0:\(0.5\), 7:\(2\)" -> "0:\(0.5\), 7:\(3\)"'):
+        render_zoom(None, out, dreamer=dreamer, zoom=zoom, schedule=changed)
+    render_zoom(None, out, dreamer=dreamer, zoom=zoom, schedule=schedule)
+    whole, resumed = frames_of(tmp_path / "whole"), frames_of(Path(out))
+    assert len(resumed) == 8 and all(np.array_equal(a, b) for a, b in zip(whole, resumed))
+    assert dreamer.term_weights.numpy() == pytest.approx([1.0, 2.0])  # the objective's own weights are back
+
+
+def test_a_preview_follows_the_schedules(tmp_path):
+    photo, out = tmp_path / "in.png", tmp_path / "frames"
+    write_image(photo, textured_image(112, 128, seed=3))
+    argv = ["zoom", str(photo), f"{out}/", *FAST, "--frames", "8", "--fps", "4", "--size", "128x112",
+            "--pan-x", "0:(0), 4:(6)", "--zoom", "1.01+0.01*t", "--strength", "0:(2), 1s:(0.5)"]
+    assert main([*argv, "--preview", "1"]) == 0
+    assert not out.exists() and main(argv) == 0
+    preview, whole = frames_of(tmp_path / "frames.preview"), frames_of(out)
+    assert len(preview) == 4 and all(np.array_equal(a, b) for a, b in zip(preview, whole))  # at the same size
+
+
+def test_plot_draws_the_schedules_and_the_music_without_rendering(tmp_path):
+    click_track(tmp_path / "clicks.wav", seconds=2.0)
+    plot, out = tmp_path / "plan.png", tmp_path / "z.mp4"
+    argv = ["zoom", str(out), *FAST, "--size", "128x112", "--audio", str(tmp_path / "clicks.wav"),
+            "--zoom", "0:(1.04), 1s:(1.0+0.05*beat)", "--rotate", "sin(t/4)", "--plot", str(plot)]
+    assert main(argv) == 0
+    image = read_image(plot)
+    assert image.shape[1] == 1000 and image.shape[0] > 3 * 84  # zoom, rotate and the music
+    assert not out.exists() and not Path(str(out) + ".ddwork").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--zoom", "0:(1.04), 48(1.0)"], r"--zoom: expected a keyframe at character 11 of '0:\(1.04\), 48\(1.0\)'"),
+    (["--zoom", "1+beat"], r"--zoom uses beat, which follows the music: give --audio FILE"),
+    (["--zoom", "0:(1.04), 3:(0)"], r"--zoom is 0 at frame 3 \(0.12 s\); it must be a positive scale"),
+    (["--strength", "1-t"], r"--strength is 0 at frame 1 \(0.04 s\); it must be a positive number"),
+    (["--rotate", "t/nope"], r"--rotate: unknown name 'nope' at character 3"),
+    (["--dream-every", "0:(1), 4:(0)"], r"--dream-every is 0.5 at frame 2 \(0.08 s\); it must be 1 \(every frame\) or more"),
+    (["--pan-x", "0:(0), 2:(300)"], r"--pan 300,0 \(at frame 2\) moves the view by a whole 128x112 frame"),
+    (["--layer-weights", "mixed5=1"], r"--layer-weights names mixed5, which is not in the objective"),
+    (["--audio", "NOTAUDIO"], r"has no audio; give a file with sound"),
+    (["--audio", "BROKEN"], r"cannot read the audio of .*broken\.mp3"),
+    (["--loop", "--zoom", "0:(1.04), 4:(1.0)"], r"--loop: --zoom ends at 1 \(frame 4\) but starts at 1.04"),
+])
+def test_bad_schedules_and_music_are_one_error_line(tmp_path, capsys, args, message):
+    photo, out = tmp_path / "in.png", tmp_path / "o.gif"
+    write_image(photo, textured_image(112, 128, seed=3))
+    (tmp_path / "broken.mp3").write_bytes(b"not an mp3 at all" * 100)
+    args = [{"NOTAUDIO": str(photo), "BROKEN": str(tmp_path / "broken.mp3")}.get(a, a) for a in args]
+    assert main(["zoom", str(photo), str(out), *FAST, "--frames", "5", *args]) == 1
+    one_error_line(capsys.readouterr().err, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp3", "in.png"]  # nothing partial
