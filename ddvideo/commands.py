@@ -30,6 +30,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
     from .video import render_video
 
     flow, clip = video_settings(opts)
+    schedule = dream_schedule(opts)
     run, out = run_settings(opts)
     output = opts["output"]
     if opts.get("preview") is not None:
@@ -37,12 +38,36 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
 
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
-    check_paths(output, run.work_dir, sources=[opts["input"]])
+    music, frames, fps = video_music(opts, flow, schedule, clip=clip)
+    features = _check_schedules(opts, schedule, music=music, frames=frames, fps=fps)
+    if isinstance(flow.blend, str):
+        from .schedule import check_range, frame_values
+
+        blends = frame_values(flow.blend, option="--blend", frames=frames, fps=fps, audio=features and features.values)
+        check_range(blends, option="--blend", fps=fps, ok=lambda v: (v >= 0) & (v <= 1), need="between 0 and 1")
+    if opts.get("plot"):
+        return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
+    check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
     opts["progress_label"] = rate_label(info, fps=clip.fps)
-    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
-                           out=out, run=run, progress=progress)
+    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip, schedule=schedule,
+                           music=music, features=features, out=out, run=run, progress=progress)
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
+def video_music(opts: dict[str, Any], flow, schedule, *, clip):
+    """(music, frames, fps) of a video render: the --audio track, or the clip's own sound from its first frame
+    when a schedule follows the music (else None), and the clip's length and rate as it will be read."""
+    from .media import VideoReader
+    from .schedule import uses_audio
+
+    reader = VideoReader(opts["input"], start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size)
+    music = music_option(opts)
+    if music is None and uses_audio(flow.blend, *schedule.texts):
+        from .audio import load_music
+
+        music = load_music(opts["input"], start=reader.origin)
+    return music, reader.n_frames, reader.fps
 
 
 def rate_label(info, *, fps: float | None) -> str:
