@@ -216,3 +216,97 @@ def test_bad_schedules_and_music_are_one_error_line(tmp_path, capsys, args, mess
     assert main(["zoom", str(photo), str(out), *FAST, "--frames", "5", *args]) == 1
     one_error_line(capsys.readouterr().err, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp3", "in.png"]  # nothing partial
+
+
+# ---------------------------------------------------------------- video, batch
+
+
+@pytest.fixture(scope="module")
+def clicking_clip(tmp_path_factory) -> Path:
+    """12 frames of a texture panning 3 px a frame at 8 fps, with a 440 Hz tone as its sound."""
+    from ddvideo.media import VideoWriter, ffmpeg_exe
+
+    folder = tmp_path_factory.mktemp("clip")
+    big = textured_image(112, 112 + 3 * 12, seed=3)
+    with VideoWriter(folder / "silent.mp4", fps=8, size=(112, 112)) as writer:
+        for t in range(12):
+            writer.write(np.ascontiguousarray(big[:, 3 * t : 3 * t + 112]))
+    click_track(folder / "clicks.wav", seconds=1.5)
+    subprocess_run = __import__("subprocess").run
+    subprocess_run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(folder / "silent.mp4"), "-f", "lavfi", "-t", "1.5",
+                    "-i", "sine=frequency=440:sample_rate=44100", "-c:v", "copy", "-c:a", "aac",
+                    str(folder / "tone.mp4")], check=True)
+    return folder
+
+
+def test_video_schedules_follow_the_clip_and_other_music(clicking_clip, dreamer):
+    from ddvideo.flow import FlowSettings
+    from ddvideo.video import video_schedules
+
+    music = load_music(str(clicking_clip / "clicks.wav"))
+    strengths, blends, weights = video_schedules(
+        dreamer, FlowSettings(blend="0:(0), 1s:(0.5)"), DreamSchedule(strength="0.5+beat", layer_weights="mixed2=t"),
+        music=music, features=None, frames=12, fps=8.0)
+    assert np.flatnonzero(strengths == 1.5).tolist() == [2, 6, 10]  # the clicks, at 0.25 s + k/2
+    assert blends == pytest.approx([0, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 1 / 2, 1 / 2, 1 / 2])
+    assert weights[:, 0] == pytest.approx(np.arange(12)) and weights[:, 1] == pytest.approx(2.0)
+    with pytest.raises(ScheduleError, match=r"--blend is 1.2 at frame 2 \(0.25 s\); it must be between 0 and 1"):
+        video_schedules(dreamer, FlowSettings(blend="0.4*t"), DreamSchedule(), music=None, features=None, frames=12,
+                        fps=8.0)
+
+
+def test_a_video_dreams_to_its_own_beat_or_takes_other_music(clicking_clip, tmp_path):
+    from ddvideo.media import read_audio
+
+    clip = clicking_clip / "tone.mp4"
+    own = tmp_path / "own.mp4"
+    assert main(["video", str(clip), str(own), *FAST, "--strength", "0.5+onset", "--blend", "0:(0), 1s:(0.2)"]) == 0
+    assert probe_video(own).n_frames == 12 and read_header(own).audio_codec == "aac"
+    other = tmp_path / "other.mp4"
+    assert main(["video", str(clip), str(other), *FAST, "--audio", str(clicking_clip / "clicks.wav"),
+                 "--strength", "0.5+beat"]) == 0
+    assert read_header(other).duration == pytest.approx(1.5, abs=0.1)
+    sound = read_audio(other, sample_rate=8000)
+    between = sound[int(0.45 * 8000):int(0.7 * 8000)]  # between two clicks: silence, where the tone would be loud
+    assert np.sqrt(np.mean(between**2)) < 0.01 < np.sqrt(np.mean(read_audio(clip, sample_rate=8000) ** 2))
+
+
+def test_a_video_schedule_without_sound_is_refused(clicking_clip, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(clicking_clip / "silent.mp4"), str(out), *FAST, "--strength", "1+beat"]) == 1
+    one_error_line(capsys.readouterr().err, r"silent\.mp4 has no audio; give a file with sound")
+    assert not out.exists()
+
+
+def test_batch_jobs_take_schedules_as_strings(tmp_path, clicking_clip):
+    from ddvideo.batch import ManifestError, load_manifest
+
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "clicks.wav").write_bytes((clicking_clip / "clicks.wav").read_bytes())
+    manifest = tmp_path / "jobs.toml"
+    manifest.write_text(f"""\
+[defaults]
+mode = "zoom"
+weights = "none"
+layers = "{SMALL_LAYERS}"
+size = "128x112"
+
+[[job]]
+output = "a.mp4"
+zoom = "0:(1.04), 2s:(1.0+0.04*beat)"
+rotate = 0.5
+audio = "music/clicks.wav"
+layer_weights = "mixed2=0:(1), 1s:(0); mixed3=1+beat"
+
+[[job]]
+output = "b.mp4"
+zoom = "0:(1.04), 48(1.0)"
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(manifest)
+    assert [p.split(": ", 2)[:2] for p in caught.value.problems] == [[f"{manifest}:17", "job 2"]]
+    assert "--zoom: expected a keyframe at character 11" in caught.value.problems[0]
+    manifest.write_text(manifest.read_text().replace("48(1.0)", "48:(1.0)"))
+    first, _ = load_manifest(manifest).jobs
+    assert "--zoom=0:(1.04), 2s:(1.0+0.04*beat)" in first.argv and "--rotate=0.5" in first.argv
+    assert f"--audio={tmp_path / 'music' / 'clicks.wav'}" in first.argv
