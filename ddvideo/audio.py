@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,9 @@ class Music:
         return max(1, round(self.seconds * fps))
 
     def record(self) -> dict:
-        return {"path": self.path, "sha256": self.fingerprint, "start": self.start}
+        """What a settings record keeps of the music: other music (another file, or the same file changed) is
+        another render."""
+        return {"path": os.path.abspath(self.path), "sha256": self.fingerprint, "start": self.start}
 
 
 def load_music(path: str, *, start: float = 0.0, seconds: float | None = None) -> Music:
