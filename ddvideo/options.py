@@ -30,7 +30,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
 
 
-SCHEDULE_HELP = "; a schedule: keyframes like 0:(1.04), 48:(1.0) or 2.5s:(1.0), or an expression of t, sec and the music"
+SCHEDULE_HELP = "; or a schedule, e.g. '0:(1.04), 2s:(1.01+0.04*beat)' (README: Motion and music)"
 
 
 def _dream_options(p: argparse.ArgumentParser, *, iterations: int, schedules: bool = False) -> None:
