@@ -310,3 +310,23 @@ zoom = "0:(1.04), 48(1.0)"
     first, _ = load_manifest(manifest).jobs
     assert "--zoom=0:(1.04), 2s:(1.0+0.04*beat)" in first.argv and "--rotate=0.5" in first.argv
     assert f"--audio={tmp_path / 'music' / 'clicks.wav'}" in first.argv
+
+
+def test_other_music_is_another_render(dreamer, tmp_path):
+    click_track(tmp_path / "a.wav", seconds=1.0)
+    click_track(tmp_path / "b.wav", seconds=1.0, bpm=90)
+    zoom = ZoomSettings(size=SIZE, frames=4, fps=4.0, zoom="1.02+0.04*beat")
+    out = str(tmp_path / "z")
+    with pytest.raises(KeyboardInterrupt):
+        render_zoom(None, out, dreamer=dreamer, zoom=zoom, music=load_music(str(tmp_path / "a.wav")),
+                    progress=Interrupt(2))
+    with pytest.raises(DDVideoError, match=r"audio.path .*a\.wav\" -> .*b\.wav\"; audio.sha256"):
+        render_zoom(None, out, dreamer=dreamer, zoom=zoom, music=load_music(str(tmp_path / "b.wav")))
+
+
+def test_plot_of_a_video_with_its_own_sound(clicking_clip, tmp_path):
+    plot = tmp_path / "plan.png"
+    argv = ["video", str(clicking_clip / "tone.mp4"), str(tmp_path / "o.mp4"), *FAST, "--strength", "0.5+rms",
+            "--blend", "0:(0), 1s:(0.3)", "--plot", str(plot)]
+    assert main(argv) == 0
+    assert read_image(plot).shape[0] > 3 * 84 and sorted(p.name for p in tmp_path.iterdir()) == ["plan.png"]
