@@ -78,10 +78,6 @@ class ZoomSettings:
         """Frames at the end of a loop over which its first frame fades back in (0 without --loop)."""
         return min(max(1, round(self.frames * LOOP_FADE)), self.frames - 1) if self.loop else 0
 
-    @property
-    def schedules(self) -> tuple[float | str, ...]:
-        return (self.zoom, self.rotate, *self.pan, self.dream_every)
-
     def camera(self, *, audio: Mapping[str, np.ndarray] | None = None) -> "Camera":
         """The camera's step into every frame and the frames dreamed; raises ScheduleError naming the frame where a
         schedule leaves its range, or, with --loop, the schedule that does not end where it starts."""
@@ -126,9 +122,8 @@ class Camera:
 
     def step(self, frame: np.ndarray, index: int, *, border: int = cv2.BORDER_REFLECT) -> np.ndarray:
         """The previous frame moved by the step into frame `index`."""
-        height, width = frame.shape[:2]
-        return cv2.warpAffine(frame, self.matrix(width, height, index)[:2], (width, height), flags=cv2.INTER_CUBIC,
-                              borderMode=border)
+        return zoom_frame(frame, zoom=float(self.zoom[index]), rotate=float(self.rotate[index]),
+                          pan=(float(self.pan_x[index]), float(self.pan_y[index])), border=border)
 
     def to_start(self, width: int, height: int, index: int) -> np.ndarray:
         """(2, 3) map from frame `index` to where the loop comes round to frame 0: the steps into the frames after
