@@ -27,7 +27,7 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 def cmd_video(opts: dict[str, Any], progress) -> None:
     from .media import probe_video
     from .render import check_paths
-    from .video import render_video
+    from .video import blend_values, render_video
 
     flow, clip = video_settings(opts)
     schedule = dream_schedule(opts)
@@ -40,11 +40,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
     music, frames, fps = video_music(opts, flow, schedule, clip=clip)
     features = _check_schedules(opts, schedule, music=music, frames=frames, fps=fps)
-    if isinstance(flow.blend, str):
-        from .schedule import check_range, frame_values
-
-        blends = frame_values(flow.blend, option="--blend", frames=frames, fps=fps, audio=features and features.values)
-        check_range(blends, option="--blend", fps=fps, ok=lambda v: (v >= 0) & (v <= 1), need="between 0 and 1")
+    blend_values(flow, frames=frames, fps=fps, audio=features and features.values)
     if opts.get("plot"):
         return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
     check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])

@@ -7,7 +7,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -131,11 +131,18 @@ def video_schedules(dreamer: Dreamer, flow: FlowSettings, schedule: DreamSchedul
         features = analyse(music, frames=frames, fps=fps)
     audio = None if features is None else features.values
     strengths = schedule.strengths(dreamer.settings.strength, frames=frames, fps=fps, audio=audio)
-    blends = None
-    if isinstance(flow.blend, str):
-        blends = frame_values(flow.blend, option="--blend", frames=frames, fps=fps, audio=audio)
-        check_range(blends, option="--blend", fps=fps, ok=lambda v: (v >= 0) & (v <= 1), need="between 0 and 1")
+    blends = blend_values(flow, frames=frames, fps=fps, audio=audio)
     return strengths, blends, schedule.weights(dreamer.terms, frames=frames, fps=fps, audio=audio)
+
+
+def blend_values(flow: FlowSettings, *, frames: int, fps: float,
+                 audio: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+    """(frames,) the blend at each frame of a scheduled --blend, checked to stay in [0, 1]; None for a constant."""
+    if not isinstance(flow.blend, str):
+        return None
+    blends = frame_values(flow.blend, option="--blend", frames=frames, fps=fps, audio=audio)
+    check_range(blends, option="--blend", fps=fps, ok=lambda v: (v >= 0) & (v <= 1), need="between 0 and 1")
+    return blends
 
 
 def _held(holds: dict[int, float], t: int) -> float | None:
