@@ -330,3 +330,13 @@ def test_plot_of_a_video_with_its_own_sound(clicking_clip, tmp_path):
             "--blend", "0:(0), 1s:(0.3)", "--plot", str(plot)]
     assert main(argv) == 0
     assert read_image(plot).shape[0] > 3 * 84 and sorted(p.name for p in tmp_path.iterdir()) == ["plan.png"]
+
+
+def test_layer_weights_change_the_dream_frame_by_frame(dreamer, tmp_path):
+    zoom = ZoomSettings(size=SIZE, frames=3, zoom=1.0)
+    plain = render_zoom(None, str(tmp_path / "plain"), dreamer=dreamer, zoom=zoom)
+    morph = DreamSchedule(layer_weights="mixed2=0:(1), 2:(0); mixed3=0:(2), 2:(0.5)")
+    render_zoom(None, str(tmp_path / "morph"), dreamer=dreamer, zoom=zoom, schedule=morph)
+    a, b = frames_of(tmp_path / "plain"), frames_of(tmp_path / "morph")
+    assert plain.frames == 3 and np.array_equal(a[0], b[0])  # frame 0: the objective's own weights (1, 2)
+    assert np.abs(a[2].astype(int) - b[2].astype(int)).mean() > 0.25  # frame 2: mixed3 alone (measured 0.47)
