@@ -301,13 +301,19 @@ layer_weights = "mixed2=0:(1), 1s:(0); mixed3=1+beat"
 [[job]]
 output = "b.mp4"
 zoom = "0:(1.04), 48(1.0)"
+
+[[job]]
+output = "c.mp4"
+strength = "1+beat"
 """)
     with pytest.raises(ManifestError) as caught:
         load_manifest(manifest)
-    assert [p.split(": ", 2)[:2] for p in caught.value.problems] == [[f"{manifest}:16", "job 2"]]
-    assert "--zoom: expected a keyframe at character 11" in caught.value.problems[0]
-    manifest.write_text(manifest.read_text().replace("48(1.0)", "48:(1.0)"))
-    first, _ = load_manifest(manifest).jobs
+    problems = caught.value.problems
+    assert [p.split(": ", 2)[:2] for p in problems] == [[f"{manifest}:16", "job 2"], [f"{manifest}:18", "job 3"]]
+    assert "--zoom: expected a keyframe at character 11" in problems[0]
+    assert "a schedule follows the music (rms, onset, beat, bass or treble), but the job has no audio" in problems[1]
+    manifest.write_text(manifest.read_text().replace("48(1.0)", "48:(1.0)").replace("1+beat", "1+t/8"))
+    first, _, _ = load_manifest(manifest).jobs
     assert "--zoom=0:(1.04), 2s:(1.0+0.04*beat)" in first.argv and "--rotate=0.5" in first.argv
     assert f"--audio={tmp_path / 'music' / 'clicks.wav'}" in first.argv
 

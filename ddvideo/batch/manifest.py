@@ -315,6 +315,13 @@ class _Checker:
             if build is video_settings:
                 flow, clip = built
                 warmup = warmup_frames(flow)
+            if build is zoom_settings and not opts.get("audio"):
+                from ..schedule import uses_audio
+
+                if uses_audio(built.zoom, built.rotate, *built.pan, built.dream_every, opts.get("strength"),
+                              *(v for _, v in dream_schedule(opts).weight_entries())):
+                    bad(None, "job", "a schedule follows the music (rms, onset, beat, bass or treble), but the job "
+                                     "has no audio: add audio = \"FILE\"")
         source, output = opts.get("input"), opts["output"]
         if source is not None:
             if not os.path.isfile(source):
