@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .options import (PROG, dream_settings, guide_option, make_dreamer, model_settings, run_settings, video_settings,
-                      zoom_settings)
+import numpy as np
+
+from .options import (PROG, dream_schedule, dream_settings, guide_option, make_dreamer, model_settings, music_option,
+                      run_settings, video_settings, zoom_settings)
 
 
 def cmd_image(opts: dict[str, Any], progress) -> None:
@@ -25,9 +27,10 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 def cmd_video(opts: dict[str, Any], progress) -> None:
     from .media import probe_video
     from .render import check_paths
-    from .video import render_video
+    from .video import blend_values, render_video
 
     flow, clip = video_settings(opts)
+    schedule = dream_schedule(opts)
     run, out = run_settings(opts)
     output = opts["output"]
     if opts.get("preview") is not None:
@@ -35,12 +38,32 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
 
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
-    check_paths(output, run.work_dir, sources=[opts["input"]])
+    music, frames, fps = video_music(opts, flow, schedule, clip=clip)
+    features = _check_schedules(opts, schedule, music=music, frames=frames, fps=fps)
+    blend_values(flow, frames=frames, fps=fps, audio=features and features.values)
+    if opts.get("plot"):
+        return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
+    check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
     opts["progress_label"] = rate_label(info, fps=clip.fps)
-    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
-                           out=out, run=run, progress=progress)
+    summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip, schedule=schedule,
+                           music=music, features=features, out=out, run=run, progress=progress)
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
+def video_music(opts: dict[str, Any], flow, schedule, *, clip):
+    """(music, frames, fps) of a video render: the --audio track, or the clip's own sound from its first frame
+    when a schedule follows the music (else None), and the clip's length and rate as it will be read."""
+    from .media import VideoReader
+    from .schedule import uses_audio
+
+    reader = VideoReader(opts["input"], start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size)
+    music = music_option(opts)
+    if music is None and uses_audio(flow.blend, *schedule.texts):
+        from .audio import load_music
+
+        music = load_music(opts["input"], start=reader.origin)
+    return music, reader.n_frames, reader.fps
 
 
 def rate_label(info, *, fps: float | None) -> str:
@@ -56,18 +79,65 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
     from .render import check_paths
     from .zoom import render_zoom, start_frame
 
-    zoom = zoom_settings(opts)
+    music = music_option(opts)  # an unreadable track fails first, and sets the length
+    zoom, schedule = zoom_settings(opts, music=music), dream_schedule(opts)
     run, out = run_settings(opts)
-    start = start_frame(opts["input"], zoom, seed=run.seed)  # a missing input or impossible move fails before the model loads
+    start = start_frame(opts["input"], zoom, seed=run.seed)  # a missing input fails before the model loads
     output = opts["output"]
     if opts.get("preview") is not None:
         from .preview import preview_path, preview_zoom
 
         zoom = preview_zoom(zoom, frame_size=(start.shape[1], start.shape[0]), seconds=opts["preview"])
         output, run = preview_path(output), _preview_run(run)
-        start_frame(opts["input"], zoom, seed=run.seed)
-    check_paths(output, run.work_dir, sources=[opts["input"]])
-    render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)
+        start = start_frame(opts["input"], zoom, seed=run.seed)
+    features = _check_schedules(opts, schedule, music=music, frames=zoom.frames, fps=zoom.fps)
+    zoom.camera(audio=features and features.values).check_frame(start.shape[1], start.shape[0])
+    if opts.get("plot"):
+        return _plot(opts, {"--zoom": zoom.zoom, "--rotate": zoom.rotate, "--pan-x": zoom.pan[0],
+                            "--pan-y": zoom.pan[1], "--dream-every": zoom.dream_every}, schedule,
+                     features=features, frames=zoom.frames, fps=zoom.fps)
+    check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
+    render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, schedule=schedule, music=music,
+                features=features, out=out, run=run, progress=progress)
+
+
+def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps: float):
+    """The music analysed for a render of `frames` frames (None without), the dream's schedules checked against
+    it before any model loads: one that follows the music without any, or leaves its range, fails here. The
+    mode's own schedules are checked by the caller."""
+    from .audio import analyse
+    from .objective import parse_objective
+
+    features = analyse(music, frames=frames, fps=fps) if music is not None else None
+    audio = features and features.values
+    schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps, audio=audio)
+    layers = opts.get("layers") or opts.get("preset")
+    if layers is not None and schedule.layer_weights is not None:  # else the model's default, checked at render
+        schedule.weights(parse_objective(layers), frames=frames, fps=fps, audio=audio)
+    return features
+
+
+def _plot(opts: dict[str, Any], settings: dict[str, float | str], schedule, *, features, frames: int,
+          fps: float) -> None:
+    """Draw the render's scheduled settings (those that change; all of them when none does) to --plot."""
+    from .media import check_image_output, write_image
+    from .objective import parse_objective
+    from .plot import plot_schedules
+    from .schedule import frame_values
+
+    check_image_output(opts["plot"])
+    audio = features and features.values
+    curves = {option: frame_values(value, option=option, frames=frames, fps=fps, audio=audio)
+              for option, value in settings.items()}
+    curves["--strength"] = schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps, audio=audio)
+    if schedule.layer_weights is not None:
+        terms = parse_objective(opts.get("layers") or opts.get("preset") or "keras")
+        weights = schedule.weights(terms, frames=frames, fps=fps, audio=audio)
+        curves.update({f"weight {term.key}": weights[:, i] for i, term in enumerate(terms)})
+    changing = {name: v for name, v in curves.items() if np.ptp(v) > 0}
+    image = plot_schedules(changing or curves, fps=fps, music=audio,
+                           beat_frames=None if features is None else features.beat_frames)
+    write_image(opts["plot"], image)
 
 
 def _preview_run(run):

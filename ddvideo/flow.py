@@ -47,7 +47,7 @@ class FlowSettings:
     # dream's strength. A fixed fade let the level wander with the motion instead: against the same dream filmed
     # still (benchmarks/flicker.py, real weights, 48 frames, strength / still), a fade of 0.05 held 0.88 of the
     # still on a sub-pixel pan and 0.83 on samples/coffee_pan.mp4; 0.02, 0.98 and 0.92.
-    blend: float | None = None
+    blend: float | str | None = None  # a schedule (ddvideo.schedule) sets it frame by frame
     # Hold the carried dream at the strength of the chain's first dream (a still): where the carried residual is
     # stronger than that on average it fades to it, and where weaker the frame takes a larger step (video.py).
     # Without it the level a chain settles at depends on the motion (the same settings held 0.95 of a still's
@@ -65,9 +65,15 @@ class FlowSettings:
             raise SettingsError(f"unknown carry {self.carry!r}; choose one of {', '.join(CARRIES)}")
         if self.blend is None:  # settled here, so settings records and comparisons hold the number
             object.__setattr__(self, "blend", CARRY_BLEND[self.carry])
-        if isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
+        if isinstance(self.blend, str):
+            from .schedule import scheduled
+
+            object.__setattr__(self, "blend", scheduled(self.blend, option="--blend"))
+        if isinstance(self.blend, str):
+            pass  # a schedule: its values are checked once the clip's length is known (video.render_video)
+        elif isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
             raise SettingsError(f"flow blend {self.blend!r} is not a number; use a value in [0, 1]")
-        if math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
+        elif math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
             raise SettingsError(f"flow blend {self.blend!r} is out of range; use a value in [0, 1]")
         if not isinstance(self.hold, bool):
             raise SettingsError(f"flow hold {self.hold!r} is not a boolean; use True or False")

@@ -30,7 +30,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="imagenet (Keras download, cached), none (seeded random), or a path to a weights file")
 
 
-def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
+SCHEDULE_HELP = "; or a schedule, e.g. '0:(1.04), 2s:(1.01+0.04*beat)' (README: Motion and music)"
+
+
+def _dream_options(p: argparse.ArgumentParser, *, iterations: int, schedules: bool = False) -> None:
     from .dream import RECIPE, RECIPES
     from .models import PRECISIONS
     from .objective import PRESETS
@@ -46,9 +49,13 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int) -> None:
     g.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
     g.add_argument("--octave-scale", type=float, help="size ratio between octaves (default: the recipe's)")
     g.add_argument("--iterations", type=int, default=iterations, help=f"gradient steps per octave (default {iterations})")
-    g.add_argument("--strength", type=float, default=1.0,
+    g.add_argument("--strength", type=str if schedules else float, default=1.0,
                    help="how strong the dream is: multiplies the step; the same look at every size and in every mode "
-                        "(default 1; 0.5 half as hard, 2 twice)")
+                        "(default 1; 0.5 half as hard, 2 twice)" + (SCHEDULE_HELP if schedules else ""))
+    if schedules:
+        g.add_argument("--layer-weights", metavar="LAYER=SCHEDULE;...",
+                       help="schedules for the weights of the objective's layers, separated by ';', e.g. "
+                            "'mixed3=0:(1), 96:(0); mixed5=0:(0), 96:(1)' morphs from mixed3's look to mixed5's")
     g.add_argument("--step", type=float, help="step size of a still on the [-1, 1] scale after normalising the "
                                               "gradient (default: the recipe's; each video frame after the first "
                                               "takes a quarter of it)")
@@ -76,6 +83,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     from .preview import PREVIEW_SECONDS, PREVIEW_SIZE
 
     g = p.add_argument_group("output")
+    g.add_argument("--plot", metavar="PNG",
+                   help="draw every scheduled setting over time, with the music's loudness and beats under them, to "
+                        "this PNG, and stop: the timing can be checked without rendering")
     g.add_argument("--preview", type=float, nargs="?", const=PREVIEW_SECONDS, metavar="SECONDS",
                    help=f"render only the first SECONDS (default {PREVIEW_SECONDS:g}) at a long side of at most "
                         f"{PREVIEW_SIZE} px to OUT.preview.EXT: the same dream as the full render, quickly; the "
@@ -122,17 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--carry", choices=CARRIES, default=FlowSettings.carry,
                    help="what moves along the flow: the previous frame's dream on the fresh source frame (residual, "
                         "the default), or the whole previous output (frame: smears the picture)")
-    g.add_argument("--blend", type=float,
+    g.add_argument("--blend",
                    help=f"how much of the carried dream fades each frame, 0..1 (default {CARRY_BLEND['residual']:g}: the "
                         f"hold keeps it at the first frame's strength); with --carry frame, the weight of the new "
-                        f"source frame (default {CARRY_BLEND['frame']:g})")
+                        f"source frame (default {CARRY_BLEND['frame']:g})" + SCHEDULE_HELP)
     g.add_argument("--no-hold", action="store_true",
                    help="let the carried dream settle wherever the motion takes it, rather than at the first frame's strength")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--no-align", action="store_true",
                    help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
-    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS), _output_options(p), _quiet(p)
+    g.add_argument("--audio", metavar="FILE",
+                   help="music (any file ffmpeg reads) that replaces the clip's sound; schedules follow it")
+    _model_options(p), _dream_options(p, iterations=VIDEO_ITERATIONS, schedules=True), _output_options(p), _quiet(p)
 
     from .zoom import ZOOM, ZOOM_ITERATIONS, ZoomSettings
 
@@ -142,19 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", help="start image (png, jpg, ...); leave out to start from noise of --size")
     p.add_argument("output", help=_VIDEO_OUTPUT)
     g = p.add_argument_group("camera, per frame")
-    g.add_argument("--zoom", type=float, default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})")
-    g.add_argument("--rotate", type=float, default=0.0, help="degrees, counter-clockwise (default 0)")
+    g.add_argument("--zoom", default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})"
+                                                + SCHEDULE_HELP)
+    g.add_argument("--rotate", default=0.0, help="degrees, counter-clockwise (default 0)" + SCHEDULE_HELP)
     g.add_argument("--pan", default="0,0", metavar="DX,DY", help="DX,DY pixels the view moves right and down (default 0,0; write --pan=-2,1)")
+    g.add_argument("--pan-x", metavar="SCHEDULE", help="pixels the view moves right, replacing DX of --pan" + SCHEDULE_HELP)
+    g.add_argument("--pan-y", metavar="SCHEDULE", help="pixels the view moves down, replacing DY of --pan" + SCHEDULE_HELP)
     g = p.add_argument_group("animation")
     length = g.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, metavar="N", help=f"number of frames (default {ZoomSettings.frames})")
-    length.add_argument("--seconds", type=float, metavar="S", help="length in seconds, at --fps")
+    length.add_argument("--seconds", type=float, metavar="S", help="length in seconds, at --fps (default: the --audio's length)")
     g.add_argument("--fps", type=float, default=ZoomSettings.fps, help=f"frame rate (default {ZoomSettings.fps:g})")
-    g.add_argument("--dream-every", type=int, default=1, metavar="K", help="dream every K-th frame, the camera move alone between (default 1)")
+    g.add_argument("--dream-every", default=1, metavar="K",
+                   help="dream every K-th frame, the camera move alone between (default 1)" + SCHEDULE_HELP)
+    g.add_argument("--audio", metavar="FILE",
+                   help="music (any file ffmpeg reads): the soundtrack, and rms, onset, beat, bass and treble for the "
+                        "schedules; the animation lasts as long as it unless --frames or --seconds is given")
     g.add_argument("--loop", action="store_true", help="end by flying back into the first frame: the file repeats seamlessly")
     g.add_argument("--size", metavar="WxH", help="WIDTHxHEIGHT: crop and scale the image to fill it, or the noise canvas (default 512x512)")
     _max_size(g)
-    _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS), _output_options(p), _quiet(p)
+    _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS, schedules=True), _output_options(p), _quiet(p)
 
     from .sheet import DEFAULT_CHANNELS, SheetSettings
 
@@ -260,13 +279,32 @@ def model_settings(opts: dict[str, Any]):
 
 
 def dream_settings(opts: dict[str, Any]):
+    """DreamSettings; a scheduled strength (video, zoom) leaves 1 here and goes to dream_schedule."""
     from .dream import DreamSettings
+    from .schedule import scheduled
 
+    strength = scheduled(opts["strength"], option="--strength")
     return DreamSettings(layers=opts.get("layers") or opts.get("preset"), recipe=opts["recipe"], octaves=opts["octaves"],
                          octave_scale=opts["octave_scale"], iterations=opts["iterations"], step=opts["step"],
-                         strength=opts["strength"], base_size=opts["base_size"], max_loss=opts["max_loss"],
+                         strength=strength if isinstance(strength, float) else 1.0, base_size=opts["base_size"], max_loss=opts["max_loss"],
                          normalize=opts["normalize"], tile_size=opts["tile_size"],
                          precision=opts.get("precision", "auto"))
+
+
+def dream_schedule(opts: dict[str, Any]):
+    """The DreamSchedule of a video or zoom render: a strength that changes, and layer weight schedules."""
+    from .schedule import DreamSchedule, scheduled
+
+    strength = scheduled(opts["strength"], option="--strength")
+    return DreamSchedule(strength=strength if isinstance(strength, str) else None,
+                         layer_weights=opts.get("layer_weights"))
+
+
+def music_option(opts: dict[str, Any], *, start: float = 0.0):
+    """The --audio track decoded (ddvideo.audio.Music), or None."""
+    from .audio import load_music
+
+    return load_music(opts["audio"], start=start) if opts.get("audio") else None
 
 
 def guide_option(opts: dict[str, Any]):
@@ -301,20 +339,28 @@ def video_settings(opts: dict[str, Any]):
     from .flow import FlowSettings
     from .video import ClipSettings
 
+    from .schedule import scheduled
+
+    blend = None if opts["blend"] is None else scheduled(opts["blend"], option="--blend")
     flow = FlowSettings(method=opts["flow"], carry=opts["carry"], hold=not opts["no_hold"],
                         occlusion=not opts["no_occlusion"], align=not opts["no_align"],
-                        **({} if opts["blend"] is None else {"blend": opts["blend"]}))
+                        **({} if blend is None else {"blend": blend}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
     return flow, clip
 
 
-def zoom_settings(opts: dict[str, Any]):
-    """ZoomSettings of a zoom render, from the `zoom` command's options."""
+def zoom_settings(opts: dict[str, Any], *, music=None):
+    """ZoomSettings of a zoom render, from the `zoom` command's options; without --frames or --seconds, a zoom
+    with `music` (music_option) lasts as long as it."""
     from .zoom import ZoomSettings, parse_pan, parse_size
 
     fps = opts["fps"]
     frames = opts["frames"] if opts["seconds"] is None else round(opts["seconds"] * fps)
-    return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=parse_pan(opts["pan"]), fps=fps,
+    if frames is None and music is not None:
+        frames = music.frames(fps)
+    pan = parse_pan(opts["pan"])
+    pan = (pan[0] if opts.get("pan_x") is None else opts["pan_x"], pan[1] if opts.get("pan_y") is None else opts["pan_y"])
+    return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=pan, fps=fps,
                         dream_every=opts["dream_every"], loop=opts["loop"], max_size=opts["max_size"],
                         size=None if opts["size"] is None else parse_size(opts["size"]), iterations=opts["iterations"],
                         **({} if frames is None else {"frames": frames}))

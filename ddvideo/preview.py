@@ -45,4 +45,4 @@ def preview_zoom(zoom: ZoomSettings, *, frame_size: tuple[int, int], seconds: fl
     frames = max(1, min(zoom.frames, round(seconds * zoom.fps)))
     return replace(zoom, frames=frames, loop=zoom.loop and frames == zoom.frames,
                    max_size=max(16, round(max(frame_size) * scale)),
-                   pan=(zoom.pan[0] * scale, zoom.pan[1] * scale))
+                   pan_scale=zoom.pan_scale * scale)

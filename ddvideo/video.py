@@ -6,11 +6,12 @@ import contextlib
 import os
 import re
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
+from .audio import Features, Music, analyse
 from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import SettingsError
 from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
@@ -18,6 +19,7 @@ from .guide import guide_record
 from .media import VideoReader
 from .metrics import strength
 from .render import OutputSettings, Progress, Render, RenderSummary, RunSettings, prefetch, settings_record
+from .schedule import DreamSchedule, check_range, frame_values, kept_weights
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
@@ -118,6 +120,34 @@ def _in_frame_terms(err: SettingsError, *, frame: np.ndarray, canvas: np.ndarray
     return SettingsError(message)
 
 
+def _opened(holds: dict[int, float], t: int, default: int) -> int:
+    """The frame that frame t's chain opened at (`default` if none is known)."""
+    return max((start for start in holds if start <= t), default=default)
+
+
+def video_schedules(dreamer: Dreamer, flow: FlowSettings, schedule: DreamSchedule, *, music: Music | None,
+                    features: Features | None, frames: int,
+                    fps: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(strength per frame, blend per frame or None when it does not change, term weights per frame or None) of
+    a clip of `frames` frames; ScheduleError names a schedule that leaves its range, and where."""
+    if music is not None and features is None:
+        features = analyse(music, frames=frames, fps=fps)
+    audio = None if features is None else features.values
+    strengths = schedule.strengths(dreamer.settings.strength, frames=frames, fps=fps, audio=audio)
+    blends = blend_values(flow, frames=frames, fps=fps, audio=audio)
+    return strengths, blends, schedule.weights(dreamer.terms, frames=frames, fps=fps, audio=audio)
+
+
+def blend_values(flow: FlowSettings, *, frames: int, fps: float,
+                 audio: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+    """(frames,) the blend at each frame of a scheduled --blend, checked to stay in [0, 1]; None for a constant."""
+    if not isinstance(flow.blend, str):
+        return None
+    blends = frame_values(flow.blend, option="--blend", frames=frames, fps=fps, audio=audio)
+    check_range(blends, option="--blend", fps=fps, ok=lambda v: (v >= 0) & (v <= 1), need="between 0 and 1")
+    return blends
+
+
 def _held(holds: dict[int, float], t: int) -> float | None:
     """The strength held by the chain that frame t belongs to, from the frames chains opened at and their strengths."""
     opened = [start for start in holds if start <= t]
@@ -166,7 +196,8 @@ def first_iterations(iterations: int) -> int:
 
 
 def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettings = FlowSettings(),
-                 clip: ClipSettings = ClipSettings(), out: OutputSettings = OutputSettings(),
+                 clip: ClipSettings = ClipSettings(), schedule: DreamSchedule = DreamSchedule(),
+                 music: Music | None = None, features: Features | None = None, out: OutputSettings = OutputSettings(),
                  run: RunSettings = RunSettings(), first: int = 0, stop: int | None = None, warmup: int = 0,
                  previous: np.ndarray | None = None, progress: Progress | None = None) -> RenderSummary:
     """Dream the clip `source` into `output` (mp4, webm, gif, or a folder of PNGs); resumable.
@@ -174,22 +205,31 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
     `first`/`stop` select a frame range of the clip (after --start/--fps) and `warmup` frames before `first`
     are dreamed but not written, so a segment starts with a settled blend chain. `previous`, the dream of
     frame first - 1 from another render, continues that chain instead (no warm-up): a clip in pieces.
+    The strength, blend and layer weights may follow schedules over the clip's frames; `music` (the clip's own
+    sound from its first frame, or another file, which then replaces the sound) gives them the music's features
+    (or its `features` are given).
     """
     began = time.perf_counter()
     dream_seconds = 0.0
     dreamed = 0
     with VideoReader(source, start=clip.start, end=clip.end, fps=clip.fps, max_size=clip.max_size) as reader:
         total = reader.n_frames if stop is None else min(stop, reader.n_frames)
+        strengths, blends, weights = video_schedules(dreamer, flow, schedule, music=music, features=features,
+                                                     frames=reader.n_frames, fps=reader.fps)
         record = settings_record(mode="video", source=os.path.abspath(source), model=dreamer.loaded.settings,
-                                 dream=dreamer.settings, flow=flow, clip=clip, output=out, seed=run.seed, first=first,
-                                 stop=stop, warmup=warmup, **guide_record(dreamer.guide),
+                                 dream=dreamer.settings, flow=flow, clip=clip, schedule=schedule, output=out,
+                                 seed=run.seed, first=first, stop=stop, warmup=warmup, **guide_record(dreamer.guide),
+                                 **({"audio": music.record()} if music is not None else {}),
                                  **({"continues": True} if previous is not None else {}))
-        # the audio's times in the file: frame 0 is the picture at reader.origin
-        start_time = reader.origin + first / reader.fps
-        end_time = reader.origin + (reader.n_frames if stop is None else stop) / reader.fps
+        # the audio's times in the file: frame 0 is the picture at reader.origin (or the start of other music)
+        replaced = music is not None and os.path.abspath(music.path) != os.path.abspath(source)
+        origin = music.start if replaced else reader.origin
+        start_time = origin + first / reader.fps
+        end_time = origin + (reader.n_frames if stop is None else stop) / reader.fps
         with Render(output, fps=reader.fps, size=(reader.width, reader.height), settings=record, run=run, out=out,
-                    audio_from=source, audio_start=start_time, audio_end=end_time, sources=(source,),
-                    total=max(total - first, 0), progress=progress) as render:
+                    audio_from=music.path if replaced else source, audio_start=start_time, audio_end=end_time,
+                    sources=(source,), total=max(total - first, 0), progress=progress) as render, \
+                kept_weights(dreamer):
             prev_dream = render.previous() if render.done else previous
             # the strength each chain holds (FlowSettings.hold), by the frame it opened at
             holds = {int(t): value for t, value in (render.store.recall("holds") or {}).items()} if render.done else {}
@@ -211,20 +251,29 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                 while upcoming is not None:
                     t, frame, prev_frame, step, offset = upcoming
                     tick = time.perf_counter()
+                    if weights is not None:
+                        dreamer.reweight(weights[t])
+                    frame_flow = flow if blends is None else replace(flow, blend=float(blends[t]))
                     dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                     opens = prev_dream is None or (flow.holds and is_cut(step))  # dreamed as a still
                     if opens:
                         init, options = frame, {"iterations": first_iterations(dreamer.settings.iterations)}
+                        if schedule.strength is not None:
+                            options["strength"] = float(strengths[t])
                     else:
                         if hold is None:  # continuing another render's chain: hold the strength of its last frame
                             remember(t, strength(prev_dream, prev_frame), contrast(prev_frame))
                         if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
-                            probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations))
+                            probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations),
+                                          strength=float(strengths[t]))
                             remember(t, strength(probe.frame, frame), contrast(frame))
-                        init = blend_init(frame, prev_dream, step, settings=flow, prev_source=prev_frame, hold=hold)
-                        share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), hold) if flow.holds else 1.0)
+                        # a scheduled strength moves the strength held with it, from the chain's first frame on
+                        target = hold * strengths[t] / strengths[_opened(holds, t, first)]
+                        init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_frame,
+                                          hold=target)
+                        share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), target) if flow.holds else 1.0)
                         # the init holds the fresh frame's own detail: all of it returns at each octave (reinject 1)
-                        options = {"strength": dreamer.settings.strength * share,
+                        options = {"strength": float(strengths[t]) * share,
                                    "detail": frame_detail(dreamer.settings.iterations), "reinject": 1.0}
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)

@@ -1,4 +1,5 @@
-"""Rebuild samples/coffee_pan.mp4: a camera move (pan and slow zoom) over samples/coffee.png, with a stereo chord."""
+"""Rebuild samples/coffee_pan.mp4 (a camera move, pan and slow zoom, over samples/coffee.png, with a stereo chord)
+and samples/beat.mp3 (8 s of a 120 BPM kick and hi-hat over a chord, for music-driven schedules)."""
 
 import subprocess
 import sys
@@ -32,7 +33,24 @@ def camera_frames(photo: np.ndarray):
         yield cv2.warpAffine(photo, matrix, (WIDTH, HEIGHT), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
+BEAT_SECONDS = 8
+# a kick on every beat (a falling sine with a click), a soft hi-hat between (noise), an A minor chord under them
+BEAT = ("0.7*sin(2*PI*(50+90*exp(-30*mod(t,0.5)))*mod(t,0.5))*exp(-9*mod(t,0.5))"
+        "+0.3*(2*random(1)-1)*exp(-400*mod(t,0.5))"
+        "+0.04*(2*random(0)-1)*exp(-90*mod(t+0.25,0.5))"
+        "+0.05*(sin(2*PI*220*t)+sin(2*PI*261.6*t)+sin(2*PI*329.6*t))")
+
+
+def make_beat() -> int:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+           "-f", "lavfi", "-i", "aevalsrc=" + BEAT.replace(",", "\\,") + f":s=44100:d={BEAT_SECONDS}",
+           "-c:a", "libmp3lame", "-b:a", "96k", str(HERE / "beat.mp3")]
+    return subprocess.run(cmd).returncode
+
+
 def main() -> None:
+    if make_beat():
+        sys.exit(1)
     photo = cv2.cvtColor(cv2.imread(str(HERE / "coffee.png")), cv2.COLOR_BGR2RGB)
     out = HERE / "coffee_pan.mp4"
     audio = f"aevalsrc=0.2*sin(2*PI*220*t)+0.15*sin(2*PI*277*t)|0.2*sin(2*PI*330*t)+0.1*sin(2*PI*440*t):s=44100:d={SECONDS}"

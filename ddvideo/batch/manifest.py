@@ -264,7 +264,7 @@ class _Checker:
                 bad(key, origin, f"{key} takes a value (see `ddvideo {mode} --help`), not {str(value).lower()}")
                 continue
             text = str(value)
-            if dest in ("work_dir", "guide") or (dest == "weights" and text not in ("imagenet", "none")) \
+            if dest in ("work_dir", "guide", "audio") or (dest == "weights" and text not in ("imagenet", "none")) \
                     or (dest == "model" and text.endswith(".keras")):
                 text = values[dest] = _path(self.base, text)
             args.append((key, origin, f"{flag}={text}"))
@@ -294,7 +294,7 @@ class _Checker:
 
     def _settings(self, index, table, entries, mode, argv, opts, label, line, bad) -> Job | None:
         """Build the settings the command would build, look at the input and output, and check the layers."""
-        from ..options import dream_settings, model_settings, run_settings, video_settings, zoom_settings
+        from ..options import dream_schedule, dream_settings, model_settings, run_settings, video_settings, zoom_settings
 
         def key_of(dest: str) -> tuple[str | None, str]:
             entry = entries.get(dest)
@@ -303,7 +303,7 @@ class _Checker:
         frames = fps = clip = None
         warmup, origin = 0, 0.0
         failed: set = set()
-        mode_settings = {"video": [video_settings], "zoom": [zoom_settings]}.get(mode, [])
+        mode_settings = {"video": [video_settings, dream_schedule], "zoom": [zoom_settings, dream_schedule]}.get(mode, [])
         builds = [model_settings, dream_settings] + [run_settings] * ("crf" in opts) + mode_settings
         for build in builds:
             try:
@@ -315,6 +315,13 @@ class _Checker:
             if build is video_settings:
                 flow, clip = built
                 warmup = warmup_frames(flow)
+            if build is zoom_settings and not opts.get("audio"):
+                from ..schedule import uses_audio
+
+                if uses_audio(built.zoom, built.rotate, *built.pan, built.dream_every, opts.get("strength"),
+                              *(v for _, v in dream_schedule(opts).weight_entries())):
+                    bad(None, "job", "a schedule follows the music (rms, onset, beat, bass or treble), but the job "
+                                     "has no audio: add audio = \"FILE\"")
         source, output = opts.get("input"), opts["output"]
         if source is not None:
             if not os.path.isfile(source):
@@ -328,6 +335,11 @@ class _Checker:
                     frames, fps, origin = reader.n_frames, reader.fps, reader.origin
                 except DDVideoError as exc:
                     bad(*key_of("input"), str(exc))
+        if opts.get("plot"):
+            bad(*key_of("plot"), "plot draws a render's schedules instead of rendering it: run it on the command line")
+        if opts.get("audio") and not os.path.isfile(opts["audio"]):
+            bad(*key_of("audio"), f"audio not found: {opts['audio']}; check the path "
+                                  "(relative paths start at the manifest's folder)")
         guide = None
         if opts.get("guide"):
             from ..guide import read_guide

@@ -173,8 +173,9 @@ class _Batch:
                         write_bridge(before.tail_dir, seg.lead_dir, seg.bridge, fps=job.fps, crf=out.crf)
                     pieces.append(seg.bridge)
                 pieces.append(seg.main)
-            join_segments(pieces, job.output, audio_from=job.input if out.audio else None,
-                          audio_start=job.origin, duration=frames / job.fps)
+            sound, start = (opts["audio"], 0.0) if opts.get("audio") else (job.input, job.origin)  # --audio replaces it
+            join_segments(pieces, job.output, audio_from=sound if out.audio else None,
+                          audio_start=start, duration=frames / job.fps)
         except DDVideoError as exc:
             self._finish(job, "failed", frames=frames, dreamed=dreamed, error=str(exc))
             return

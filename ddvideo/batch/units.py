@@ -140,16 +140,20 @@ def _render_segment(opts: dict[str, Any], segment: Segment, counter: _Counter) -
 
     Each piece is a resumable render of its own; a piece continues from the last frame of the one before it.
     """
-    from ..options import make_dreamer, run_settings, video_settings
+    from ..commands import video_music
+    from ..options import dream_schedule, make_dreamer, run_settings, video_settings
     from ..video import render_video
 
     flow, clip = video_settings(opts)
+    schedule = dream_schedule(opts)
     run, out = run_settings(opts)
+    music = video_music(opts, flow, schedule, clip=clip)[0]
     dreamer = make_dreamer(opts)
     os.makedirs(segment.folder, exist_ok=True)
 
     def piece(output: str, first: int, stop: int, *, progress, warmup: int = 0, previous=None, keep_work=False) -> None:
-        render_video(opts["input"], output, dreamer=dreamer, flow=flow, clip=clip, out=replace(out, audio=False),
+        render_video(opts["input"], output, dreamer=dreamer, flow=flow, clip=clip, schedule=schedule, music=music,
+                     out=replace(out, audio=False),
                      run=replace(run, work_dir=None, keep_work=keep_work), first=first, stop=stop, warmup=warmup,
                      previous=previous, progress=progress)
 

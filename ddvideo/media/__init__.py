@@ -1,5 +1,6 @@
 """All file and ffmpeg I/O of ddvideo: still images, video probing, streaming readers and writers, segment joins."""
 
+from .audio import file_fingerprint, read_audio
 from .ffmpeg import FINISH_TIMEOUT_S, PROBE_TIMEOUT_S, READ_TIMEOUT_S, ffmpeg_exe
 from .images import IMAGE_EXTENSIONS, check_image_output, read_image, write_image
 from .join import join_segments
@@ -24,8 +25,10 @@ __all__ = [
     "check_not_source",
     "check_writable",
     "ffmpeg_exe",
+    "file_fingerprint",
     "join_segments",
     "probe_video",
+    "read_audio",
     "read_image",
     "write_image",
 ]
