@@ -23,8 +23,8 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 
 
 def cmd_video(opts: dict[str, Any], progress) -> None:
-    from .media import probe_video
-    from .render import check_paths
+    from .media import check_unlocked, probe_video
+    from .render import check_paths, default_work_dir
     from .video import render_video
 
     flow, clip = video_settings(opts)
@@ -36,6 +36,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
     check_paths(output, run.work_dir, sources=[opts["input"]])
+    check_unlocked(run.work_dir or default_work_dir(output), output=output)  # another render of it: say so now
     opts["progress_label"] = rate_label(info, fps=clip.fps)
     summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip,
                            out=out, run=run, progress=progress)
@@ -53,7 +54,8 @@ def rate_label(info, *, fps: float | None) -> str:
 
 
 def cmd_zoom(opts: dict[str, Any], progress) -> None:
-    from .render import check_paths
+    from .media import check_unlocked
+    from .render import check_paths, default_work_dir
     from .zoom import render_zoom, start_frame
 
     zoom = zoom_settings(opts)
@@ -67,6 +69,7 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
         output, run = preview_path(output), _preview_run(run)
         start_frame(opts["input"], zoom, seed=run.seed)
     check_paths(output, run.work_dir, sources=[opts["input"]])
+    check_unlocked(run.work_dir or default_work_dir(output), output=output)
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .errors import DDVideoError, OutputError
-from .media import VideoWriter, check_not_source, check_writable, read_image, write_image
+from .media import VideoWriter, WorkLock, check_folder, check_not_source, check_writable, read_image, write_image
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def default_work_dir(output: str) -> str:
 
 def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | None]) -> None:
     """Raise OutputError if the output or the work folder (None: the default one) could replace or remove a source,
-    or each other."""
+    or each other, or if the work folder cannot be created or written."""
     work_dir = work_dir or default_work_dir(output)
     check_not_source(output, sources)
     check_not_source(work_dir, sources, what="work folder")
@@ -57,6 +57,7 @@ def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | No
     if work == out or Path(work).is_relative_to(out):
         raise OutputError(f"work folder {work_dir} is, or lies inside, the output {output}; "
                           "choose another --work-dir, or leave it out for OUTPUT.ddwork")
+    check_folder(work_dir, what="work folder", fix="choose another --work-dir")
 
 
 def settings_record(**parts: Any) -> dict:
@@ -245,20 +246,31 @@ class Render:
         self.output = output
         self.total = total
         self.progress = progress
-        # the writer checks the output's format before the work folder is made, so a bad path leaves nothing
+        self.settings = settings
+        # the writer checks the output's format here, before the work folder is made, so a bad path leaves nothing
         self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
                                    audio_from=audio_from if out.audio else None,
                                    audio_start=audio_start, audio_end=audio_end)
-        self.store = FrameStore(work_dir, settings)
+        self.lock = WorkLock(work_dir, output=output)
         self.keep_work = run.keep_work
-        self.done = self.store.finished()  # frames that need no dreaming
-        self._next = self.done
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="ddvideo-writer", daemon=True)
 
     def __enter__(self) -> "Render":
-        self._writer.__enter__()
+        # the lock first: nothing of the work folder or the output's temporaries is touched while another render
+        # holds them, and it is let go only after the output is in place and the work folder removed
+        self.lock.acquire()
+        try:
+            self.store = FrameStore(self.lock.folder, self.settings)
+            self.done = self.store.finished()  # frames that need no dreaming
+            self._next = self.done
+            self._writer.__enter__()
+        except BaseException:
+            if hasattr(self, "store"):
+                self.store.remove(only_if_empty=True)
+            self.lock.release()
+            raise
         self._thread.start()
         return self
 
@@ -286,6 +298,12 @@ class Render:
         self._queue.put((index, frame, loss))
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._finish(exc_type, exc, tb)
+        finally:
+            self.lock.release()
+
+    def _finish(self, exc_type, exc, tb) -> None:
         self._queue.put(None)
         self._thread.join()
         failed = exc_type is not None or self._error is not None

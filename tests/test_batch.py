@@ -309,7 +309,7 @@ output = "out/stills/deeper/still.png"
     assert (tmp_path / "out" / "stills" / "deeper" / "still.png").is_file()
     blocked = write_manifest(tmp_path, '[[job]]\ninput = "still.png"\nmode = "image"\noutput = "blocked/x.png"\n',
                              name="blocked.toml")
-    with pytest.raises(ManifestError, match=r"blocked.toml:\d+: job 1: output folder is not a folder: .*blocked"):
+    with pytest.raises(ManifestError, match=r"blocked.toml:\d+: job 1: output folder .*blocked is a file, not a folder"):
         load_manifest(blocked)
 
 

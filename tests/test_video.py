@@ -420,7 +420,10 @@ def bad(clips, tmp_path_factory) -> dict[str, Path]:
         ("zero", "o.mp4", [], "not a readable video: .*zero.mp4"),
         ("pan", "o.xyz", [], "unknown extension '.xyz'"),
         ("pan", "nodir/o.mp4", [], "output folder does not exist: .*nodir"),
-        ("pan", "FILE/o.mp4", [], "output folder is not a folder"),
+        ("pan", "FILE/o.mp4", [], "output folder .*file is a file, not a folder"),
+        ("pan", "/proc/o.mp4", [], r"output folder /proc is not writable \(no files can be made there\)"),
+        ("pan", "o.mp4", ["--work-dir", "/proc/w"], "work folder /proc/w cannot be created: /proc is not writable"),
+        ("pan", "o.mp4", ["--work-dir", "FILE/w"], "work folder .*file/w cannot be created: .*file is a file"),
         ("pan", "o.mp4", ["--start", "5"], "start 5s is past the end of .*pan.mp4, which is 2.00s long"),
         ("pan", "o.mp4", ["--end", "0"], r"--end \(0.0\) must be after --start"),
     ],
@@ -428,7 +431,7 @@ def bad(clips, tmp_path_factory) -> dict[str, Path]:
 def test_bad_input_is_one_error_line(clips, bad, tmp_path, capsys, case, output, extra, message):
     source = clips.get(case) or bad[case]
     out = tmp_path / output.replace("FILE", str(bad["file"]))
-    code, err = run_cli(capsys, source, out, *FAST, *extra)
+    code, err = run_cli(capsys, source, out, *FAST, *(arg.replace("FILE", str(bad["file"])) for arg in extra))
     assert code == 1
     one_error_line(err, message)
     assert not out.exists() and not Path(str(out) + ".ddwork").exists()
