@@ -23,7 +23,7 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 
 
 def cmd_video(opts: dict[str, Any], progress) -> None:
-    from .media import check_unlocked, probe_video
+    from .media import check_unlocked, check_writable, probe_video
     from .render import check_paths, default_work_dir
     from .video import render_video
 
@@ -35,6 +35,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
 
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
+    check_writable(output)
     check_paths(output, run.work_dir, sources=[opts["input"]])
     check_unlocked(run.work_dir or default_work_dir(output), output=output)  # another render of it: say so now
     opts["progress_label"] = rate_label(info, fps=clip.fps)
@@ -54,7 +55,7 @@ def rate_label(info, *, fps: float | None) -> str:
 
 
 def cmd_zoom(opts: dict[str, Any], progress) -> None:
-    from .media import check_unlocked
+    from .media import check_unlocked, check_writable
     from .render import check_paths, default_work_dir
     from .zoom import render_zoom, start_frame
 
@@ -68,6 +69,7 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
         zoom = preview_zoom(zoom, frame_size=(start.shape[1], start.shape[0]), seconds=opts["preview"])
         output, run = preview_path(output), _preview_run(run)
         start_frame(opts["input"], zoom, seed=run.seed)
+    check_writable(output)
     check_paths(output, run.work_dir, sources=[opts["input"]])
     check_unlocked(run.work_dir or default_work_dir(output), output=output)
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, out=out, run=run, progress=progress)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -261,13 +260,14 @@ def test_truncated_file_yields_what_decodes(tmp_path: Path, ext: str) -> None:
     data = full.read_bytes()
     cut = tmp_path / f"cut{ext}"
     cut.write_bytes(data[: len(data) // 2])
-    began = time.monotonic()
     reader = VideoReader(cut)
     frames = list(reader)
-    assert time.monotonic() - began < 10
     assert 0 < len(frames) < 24 and reader.frames_read == len(frames)
+    whole = list(VideoReader(full))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, whole))  # what it yields are the file's own frames
     if len(frames) < reader.n_frames:
         assert "ended early" in reader.ended_early
+    assert "stopped answering" not in (reader.ended_early or "")  # the end of the data ended it, not the watchdog
     stub = tmp_path / f"stub{ext}"
     stub.write_bytes(data[:600])  # headers at most: nothing decodable
     with pytest.raises(InputError):
