@@ -263,12 +263,15 @@ class Render:
         self.lock.acquire()
         try:
             self.store = FrameStore(self.lock.folder, self.settings)
-            self.done = self.store.finished()  # frames that need no dreaming
-            self._next = self.done
+        except BaseException:
+            self.lock.release()
+            raise
+        self.done = self.store.finished()  # frames that need no dreaming
+        self._next = self.done
+        try:
             self._writer.__enter__()
         except BaseException:
-            if hasattr(self, "store"):
-                self.store.remove(only_if_empty=True)
+            self.store.remove(only_if_empty=True)
             self.lock.release()
             raise
         self._thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -275,6 +276,22 @@ def test_truncated_file_yields_what_decodes(tmp_path: Path, ext: str) -> None:
 
 
 # ---------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_an_encoder_stopped_by_a_signal_says_so(tmp_path: Path, sig: signal.Signals) -> None:
+    """ffmpeg catches SIGINT and SIGTERM (it exits with status 255 and says so in its log) and dies of SIGKILL:
+    either way the message names the signal, not the disk."""
+    out = tmp_path / "out.mp4"
+    frame = grey_frames(1)[0]
+    with pytest.raises(OutputError, match=rf"^ffmpeg was stopped by {sig.name} (while writing|before it finished) "
+                                          rf".*out\.mp4; run the same command again to continue$"):
+        with VideoWriter(out, fps=12, size=(64, 48)) as writer:
+            writer.write(frame)
+            writer._proc.send_signal(sig)
+            while True:  # until the pipe to the stopped encoder breaks
+                writer.write(frame)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv", ".webm", ".gif"])
