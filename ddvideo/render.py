@@ -232,7 +232,9 @@ class Render:
 
     Frames already in the work folder are replayed to the encoder by a background thread while new ones are
     dreamed; each new frame is saved to the work folder by that thread, then encoded. A crash or kill loses at
-    most the frames still queued; running the same render again continues after the last saved one.
+    most the frames still queued; running the same render again continues after the last saved one. The work
+    folder is locked (WorkLock) from entering the block until the output is in place and the folder removed: a
+    second render of it, in any process, raises LockedError naming the holder and touches nothing.
     """
 
     def __init__(self, output: str, *, fps: float, size: tuple[int, int], settings: dict,
