@@ -204,6 +204,7 @@ class WorkLock:
     def _write(self) -> None:
         data = json.dumps({**self._record, "heartbeat": time.time()}).encode()
         os.pwrite(self._fd, data.ljust(_RECORD_BYTES), 0)
+        os.fsync(self._fd)  # on a share, other machines see the write only once it reaches the server
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
