@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -446,38 +447,58 @@ def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
     assert (again.status, again.frames, again.dreamed) == ("skipped", 48, 0)
 
 
-def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
-    pan_clip(tmp_path / "in.mp4", frames=24)
-    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
-    work = tmp_path / "out.mp4.ddwork"
+def kill_the_holder_once(work: Path, done: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the process holding the work folder `work` (a batch worker) once it has finished 2 frames."""
+    while not done.is_set():
+        if finished_frames(work / "frames") >= 2:
+            killed.append(json.loads((work / LOCK_NAME).read_text())["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def run_killing_a_worker_once(path: Path, **options) -> tuple:
+    """Run the batch of `path`, its only job's worker killed once mid-render; (the job's result, the killed pid)."""
     done, killed = threading.Event(), []
-
-    def kill_the_worker_once() -> None:
-        """SIGKILL the process holding the job's work folder (its worker) once it has finished 2 frames."""
-        while not done.is_set():
-            if finished_frames(work / "frames") >= 2:
-                killed.append(json.loads((work / LOCK_NAME).read_text())["pid"])
-                os.kill(killed[0], signal.SIGKILL)
-                return
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=kill_the_worker_once, daemon=True)
+    watcher = threading.Thread(target=kill_the_holder_once, args=(path.parent / "out.mp4.ddwork", done, killed),
+                               daemon=True)
     watcher.start()
     try:
-        summary = run_batch(load_manifest(path), gpus=[])
+        summary = run_batch(load_manifest(path), **options)
     finally:
         done.set()
         watcher.join()
     assert killed and killed[0] != os.getpid()
     (result,) = summary.results
     assert (result.status, result.frames) == ("done", 24) and result.dreamed < 24  # the retry resumed
-    assert result.retries == ("its worker process (CPU) was killed by SIGKILL",)
-    record = json.loads((tmp_path / "jobs.summary.json").read_text())["jobs"][0]
-    assert record["retries"] == ["its worker process (CPU) was killed by SIGKILL"]
+    assert len(result.retries) == 1
+    record = json.loads((path.parent / "jobs.summary.json").read_text())["jobs"][0]
+    assert record["retries"] == list(result.retries)
     table = format_summary(summary).splitlines()
     assert table[0].split() == ["job", "status", "frames", "time", "retries", "output", "/", "error"]
     assert table[1].split()[2:4] == ["done", "24"] and table[1].split()[5] == "1"
-    assert table[2] == "  job 1 retry 1: its worker process (CPU) was killed by SIGKILL"
+    assert table[2] == f"  job 1 retry 1: {result.retries[0]}"
+    return result, killed[0]
+
+
+def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+    pan_clip(tmp_path / "in.mp4", frames=24)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    result, _ = run_killing_a_worker_once(path, gpus=[])
+    assert result.retries == ("its worker process (CPU) was killed by SIGKILL",)
+
+
+def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    pan_clip(tmp_path / "in.mp4", frames=24)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result, _ = run_killing_a_worker_once(path, ray="auto")
+    finally:
+        ray.shutdown()
+    assert re.fullmatch(r"its Ray worker \(\S+\) died; Ray restarted the worker and it resumed from its frames",
+                        result.retries[0]), result.retries
 
 
 @pytest.mark.parametrize("segments", [1, 2])
