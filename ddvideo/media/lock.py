@@ -123,33 +123,37 @@ class WorkLock:
             except OSError as err:
                 raise OutputError(f"work folder {self.folder} is not writable ({err.strerror}); "
                                   "choose another --work-dir") from err
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_record(fd)
-                os.close(fd)
-                raise _refused(self.folder, holder, self.output) from None
-            except OSError as err:
-                if err.errno in _NO_FLOCK and created:  # made by this call: ours as a heartbeat lock file too
-                    self._hold(fd, "heartbeat")
-                    return self
-                os.close(fd)
-                if err.errno not in _NO_FLOCK:
-                    raise
-                if self._take_heartbeat_lock():
-                    return self
-                continue
-            if not _same_file(fd, self.path):  # its holder removed it after we opened it: a new one is needed
-                os.close(fd)
-                continue
-            previous = _read_record(fd) if os.fstat(fd).st_size else None
-            if previous is not None and previous.host != socket.gethostname() and previous.alive():
-                os.close(fd)
-                raise _refused(self.folder, previous, self.output)
-            self._hold(fd, "flock")
-            return self
+            if self._take(fd, created):
+                return self
         raise OutputError(f"cannot lock the work folder {self.folder}: it keeps being removed; "
                           "is another program cleaning it up?")
+
+    def _take(self, fd: int, created: bool) -> bool:
+        """Lock the open lock file `fd`: True once held, False to start over; LockedError while another holds it."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_record(fd)
+            os.close(fd)
+            raise _refused(self.folder, holder, self.output) from None
+        except OSError as err:
+            if err.errno not in _NO_FLOCK:
+                os.close(fd)
+                raise
+            if created:  # made by this call: ours as a heartbeat lock file too
+                self._hold(fd, "heartbeat")
+                return True
+            os.close(fd)
+            return self._take_heartbeat_lock()
+        if not _same_file(fd, self.path):  # its holder removed it after we opened it: a new one is needed
+            os.close(fd)
+            return False
+        previous = _read_record(fd) if os.fstat(fd).st_size else None
+        if previous is not None and previous.host != socket.gethostname() and previous.alive():
+            os.close(fd)  # a share whose flock only sees this machine: the other's heartbeat refuses it
+            raise _refused(self.folder, previous, self.output)
+        self._hold(fd, "flock")
+        return True
 
     def _open(self) -> tuple[int, bool]:
         """The lock file, opened for writing, and whether this call made it."""
