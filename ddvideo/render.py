@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import DDVideoError, OutputError
 from .media import VideoWriter, WorkLock, check_folder, check_not_source, check_writable, read_image, write_image
+from .media.paths import PROBE_PREFIX
 
 T = TypeVar("T")
 
@@ -213,8 +214,9 @@ class FrameStore:
             return
         frames = os.path.join(self.path, "frames")
         made_here = [self.frame_path(index) for index in range(count)] + [
-            os.path.join(frames, name) for name in os.listdir(frames)
-            if name.startswith(".") and ".partial-" in name  # a frame being written when the render was killed
+            os.path.join(folder, name) for folder in (frames, self.path) for name in os.listdir(folder)
+            # a frame being written, or a check that the folder takes files, when the render was killed
+            if (name.startswith(".") and ".partial-" in name) or name.startswith(PROBE_PREFIX)
         ]
         for path in made_here:
             with contextlib.suppress(FileNotFoundError):

@@ -17,6 +17,7 @@ PathLike = str | os.PathLike
 
 FRAME_NAME = "{:06d}.png"  # frame folders: 000000.png, 000001.png, ... (sorted order = frame order)
 _FRAME_FILE = re.compile(r"^\d{6}\.png$")
+PROBE_PREFIX = ".ddvideo-probe-"  # a file made and removed at once, to learn whether a folder takes files
 
 
 def check_writable(path: PathLike, *, creatable: bool = False) -> None:
@@ -52,7 +53,7 @@ def _cannot_write(folder: Path) -> str | None:
     """Why no file can be made in `folder`, or None. A file is made and removed, because permission bits (os.access)
     say nothing of read-only mounts or /proc, and root passes them all."""
     try:
-        fd, name = tempfile.mkstemp(prefix=".ddvideo-probe-", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
     except FileNotFoundError:  # the folder exists, so it is a system folder that takes no files (/proc)
         return "no files can be made there"
     except OSError as err:
