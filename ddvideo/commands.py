@@ -25,8 +25,8 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 
 
 def cmd_video(opts: dict[str, Any], progress) -> None:
-    from .media import probe_video
-    from .render import check_paths
+    from .media import check_unlocked, check_writable, probe_video
+    from .render import check_paths, default_work_dir
     from .video import blend_values, render_video
 
     flow, clip = video_settings(opts)
@@ -43,7 +43,9 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
     blend_values(flow, frames=frames, fps=fps, audio=features and features.values)
     if opts.get("plot"):
         return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
+    check_writable(output)
     check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
+    check_unlocked(run.work_dir or default_work_dir(output), output=output)  # another render of it: say so now
     opts["progress_label"] = rate_label(info, fps=clip.fps)
     summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip, schedule=schedule,
                            music=music, features=features, out=out, run=run, progress=progress)
@@ -76,7 +78,8 @@ def rate_label(info, *, fps: float | None) -> str:
 
 
 def cmd_zoom(opts: dict[str, Any], progress) -> None:
-    from .render import check_paths
+    from .media import check_unlocked, check_writable
+    from .render import check_paths, default_work_dir
     from .zoom import render_zoom, start_frame
 
     music = music_option(opts)  # an unreadable track fails first, and sets the length
@@ -96,7 +99,9 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
         return _plot(opts, {"--zoom": zoom.zoom, "--rotate": zoom.rotate, "--pan-x": zoom.pan[0],
                             "--pan-y": zoom.pan[1], "--dream-every": zoom.dream_every}, schedule,
                      features=features, frames=zoom.frames, fps=zoom.fps)
+    check_writable(output)
     check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
+    check_unlocked(run.work_dir or default_work_dir(output), output=output)
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, schedule=schedule, music=music,
                 features=features, out=out, run=run, progress=progress)
 

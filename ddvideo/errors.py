@@ -21,3 +21,11 @@ class SettingsError(DDVideoError):
 
 class ModelError(DDVideoError):
     """A backbone or its weights cannot be built or loaded."""
+
+
+class LockedError(OutputError):
+    """A work folder another render holds: the same output is being rendered elsewhere."""
+
+    def __init__(self, message: str, holder=None):
+        super().__init__(message)
+        self.holder = holder  # ddvideo.media.lock.Holder, or None when it could not be read

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 import weakref
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -116,7 +117,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     else:
         model = backbone.build(weights=None, include_top=False)
         try:
-            model.load_weights(settings.weights)
+            _load_weights(model, settings.weights)
         except Exception as exc:  # Keras raises many types for a mismatched file
             raise ModelError(
                 f"cannot load weights {settings.weights} into {backbone.name}: {_first_line(exc)}; "
@@ -124,6 +125,16 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             ) from None
     model.trainable = False
     return LoadedModel(model, backbone.name, settings, backbone.to_input, backbone.block_pattern, backbone.default_layers)
+
+def _load_weights(model: keras.Model, path: str) -> None:
+    """model.load_weights, whose warnings (one per part of the model it found no weights for) are passed on only if
+    the load succeeds: a file that fails to load is reported by the error alone."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
 
 def _download_imagenet(backbone: Backbone) -> keras.Model:
     try:
@@ -141,7 +152,7 @@ def _load_custom(settings: ModelSettings) -> LoadedModel:
         raise ModelError(f"cannot load model {settings.model}: {_first_line(exc)}; save it with model.save('x.keras')") from None
     if settings.weights not in ("imagenet", "none"):
         try:
-            model.load_weights(settings.weights)
+            _load_weights(model, settings.weights)
         except Exception as exc:
             raise ModelError(f"cannot load weights {settings.weights} into {settings.model}: {_first_line(exc)}") from None
     model.trainable = False

@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .errors import DDVideoError, OutputError
-from .media import VideoWriter, check_not_source, check_writable, read_image, write_image
+from .media import VideoWriter, WorkLock, check_folder, check_not_source, check_writable, read_image, write_image
+from .media.paths import PROBE_PREFIX
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ def default_work_dir(output: str) -> str:
 
 def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | None]) -> None:
     """Raise OutputError if the output or the work folder (None: the default one) could replace or remove a source,
-    or each other."""
+    or each other, or if the work folder cannot be created or written."""
     work_dir = work_dir or default_work_dir(output)
     check_not_source(output, sources)
     check_not_source(work_dir, sources, what="work folder")
@@ -57,6 +58,7 @@ def check_paths(output: str, work_dir: str | None, *, sources: Sequence[str | No
     if work == out or Path(work).is_relative_to(out):
         raise OutputError(f"work folder {work_dir} is, or lies inside, the output {output}; "
                           "choose another --work-dir, or leave it out for OUTPUT.ddwork")
+    check_folder(work_dir, what="work folder", fix="choose another --work-dir")
 
 
 def settings_record(**parts: Any) -> dict:
@@ -212,8 +214,9 @@ class FrameStore:
             return
         frames = os.path.join(self.path, "frames")
         made_here = [self.frame_path(index) for index in range(count)] + [
-            os.path.join(frames, name) for name in os.listdir(frames)
-            if name.startswith(".") and ".partial-" in name  # a frame being written when the render was killed
+            os.path.join(folder, name) for folder in (frames, self.path) for name in os.listdir(folder)
+            # a frame being written, or a check that the folder takes files, when the render was killed
+            if (name.startswith(".") and ".partial-" in name) or name.startswith(PROBE_PREFIX)
         ]
         for path in made_here:
             with contextlib.suppress(FileNotFoundError):
@@ -231,7 +234,9 @@ class Render:
 
     Frames already in the work folder are replayed to the encoder by a background thread while new ones are
     dreamed; each new frame is saved to the work folder by that thread, then encoded. A crash or kill loses at
-    most the frames still queued; running the same render again continues after the last saved one.
+    most the frames still queued; running the same render again continues after the last saved one. The work
+    folder is locked (WorkLock) from entering the block until the output is in place and the folder removed: a
+    second render of it, in any process, raises LockedError naming the holder and touches nothing.
     """
 
     def __init__(self, output: str, *, fps: float, size: tuple[int, int], settings: dict,
@@ -245,20 +250,34 @@ class Render:
         self.output = output
         self.total = total
         self.progress = progress
-        # the writer checks the output's format before the work folder is made, so a bad path leaves nothing
+        self.settings = settings
+        # the writer checks the output's format here, before the work folder is made, so a bad path leaves nothing
         self._writer = VideoWriter(output, fps=fps, size=size, crf=out.crf,
                                    audio_from=audio_from if out.audio else None,
                                    audio_start=audio_start, audio_end=audio_end)
-        self.store = FrameStore(work_dir, settings)
+        self.lock = WorkLock(work_dir, output=output)
         self.keep_work = run.keep_work
-        self.done = self.store.finished()  # frames that need no dreaming
-        self._next = self.done
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="ddvideo-writer", daemon=True)
 
     def __enter__(self) -> "Render":
-        self._writer.__enter__()
+        # the lock first: nothing of the work folder or the output's temporaries is touched while another render
+        # holds them, and it is let go only after the output is in place and the work folder removed
+        self.lock.acquire()
+        try:
+            self.store = FrameStore(self.lock.folder, self.settings)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.done = self.store.finished()  # frames that need no dreaming
+        self._next = self.done
+        try:
+            self._writer.__enter__()
+        except BaseException:
+            self.store.remove(only_if_empty=True)
+            self.lock.release()
+            raise
         self._thread.start()
         return self
 
@@ -286,6 +305,12 @@ class Render:
         self._queue.put((index, frame, loss))
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._finish(exc_type, exc, tb)
+        finally:
+            self.lock.release()
+
+    def _finish(self, exc_type, exc, tb) -> None:
         self._queue.put(None)
         self._thread.join()
         failed = exc_type is not None or self._error is not None

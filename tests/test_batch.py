@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +23,7 @@ from ddvideo.batch import (
     Job,
     ManifestError,
     dissolve,
+    format_summary,
     load_manifest,
     parse_gpus,
     plan_segments,
@@ -32,7 +35,8 @@ from ddvideo.batch import (
 from ddvideo.cli import main
 from ddvideo.errors import SettingsError
 from ddvideo.flow import FlowSettings
-from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, join_segments, probe_video, write_image
+from ddvideo.media import VideoReader, VideoWriter, WorkLock, ffmpeg_exe, join_segments, probe_video, write_image
+from ddvideo.media.lock import LOCK_NAME
 from ddvideo.metrics import warping_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,6 +292,52 @@ output = "a.png"
         and problems[2].endswith("(the input of job 3 (line 18))")
 
 
+def test_outputs_and_work_folders_that_cannot_be_written_fail_the_check(tmp_path: Path, clip: Path) -> None:
+    """Tests run as root, whom permission bits do not stop: /proc takes no files, and a file cannot hold a folder.
+    A folder made read-only counts too where the tests run as another user."""
+    (tmp_path / "notes.txt").write_text("a file\n")
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    path = write_manifest(tmp_path, f"""
+[[job]]
+input = "{clip}"
+output = "/proc/x.mp4"
+
+[[job]]
+input = "{clip}"
+output = "notes.txt/out/x.mp4"
+
+[[job]]
+input = "{clip}"
+output = "ok.mp4"
+work_dir = "/proc/work"
+
+[[job]]
+input = "{clip}"
+output = "readonly/x.mp4"
+""")
+    lines = path.read_text().splitlines()
+
+    def at(text: str) -> str:
+        return f"{path}:{lines.index(text) + 1}: "
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert problems[:3] == (
+        at('output = "/proc/x.mp4"') + "job 1: output folder /proc is not writable (no files can be made there); "
+                                       "fix its permissions or choose another output path",
+        at('output = "notes.txt/out/x.mp4"') + f"job 2: output folder {tmp_path / 'notes.txt' / 'out'} cannot be "
+                                               f"created: {tmp_path / 'notes.txt'} is a file; choose another output path",
+        at('work_dir = "/proc/work"') + "job 3: work folder /proc/work cannot be created: /proc is not writable "
+                                        "(no files can be made there); choose another --work-dir",
+    )
+    if os.geteuid() != 0:
+        assert problems[3].startswith(at('output = "readonly/x.mp4"') + "job 4: output folder ")
+        assert "readonly is not writable (Permission denied)" in problems[3]
+    assert len(problems) == (3 if os.geteuid() == 0 else 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.toml", "notes.txt", "readonly"]  # nothing started
+
+
 def test_batch_makes_the_output_folders_it_needs(tmp_path: Path, clip: Path) -> None:
     """The README's manifest writes to out/...: folders that do not exist yet are made, not refused."""
     write_image(tmp_path / "still.png", textured_image(120, 140))
@@ -309,7 +359,7 @@ output = "out/stills/deeper/still.png"
     assert (tmp_path / "out" / "stills" / "deeper" / "still.png").is_file()
     blocked = write_manifest(tmp_path, '[[job]]\ninput = "still.png"\nmode = "image"\noutput = "blocked/x.png"\n',
                              name="blocked.toml")
-    with pytest.raises(ManifestError, match=r"blocked.toml:\d+: job 1: output folder is not a folder: .*blocked"):
+    with pytest.raises(ManifestError, match=r"blocked.toml:\d+: job 1: output folder .*blocked is a file, not a folder"):
         load_manifest(blocked)
 
 
@@ -379,9 +429,8 @@ def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
     batch = subprocess.Popen([sys.executable, "-m", "ddvideo.cli", "batch", str(path), "-q"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while finished_frames(frames) < 3:
-            assert batch.poll() is None and time.monotonic() < deadline, "the batch ended before it could be killed"
+        while finished_frames(frames) < 3:  # frame files appearing, while the batch runs
+            assert batch.poll() is None, "the batch ended before it could be killed"
             time.sleep(0.02)
     finally:
         os.killpg(batch.pid, signal.SIGKILL)  # the batch and its worker, mid-render
@@ -396,6 +445,72 @@ def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
 
     (again,) = run_batch(load_manifest(path)).results
     assert (again.status, again.frames, again.dreamed) == ("skipped", 48, 0)
+
+
+def kill_the_holder_once(work: Path, done: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the process holding the work folder `work` (a batch worker) once it has finished 2 frames."""
+    while not done.is_set():
+        if finished_frames(work / "frames") >= 2:
+            killed.append(json.loads((work / LOCK_NAME).read_text())["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def run_killing_a_worker_once(path: Path, **options) -> tuple:
+    """Run the batch of `path`, its only job's worker killed once mid-render; (the job's result, the killed pid)."""
+    done, killed = threading.Event(), []
+    watcher = threading.Thread(target=kill_the_holder_once, args=(path.parent / "out.mp4.ddwork", done, killed),
+                               daemon=True)
+    watcher.start()
+    try:
+        summary = run_batch(load_manifest(path), **options)
+    finally:
+        done.set()
+        watcher.join()
+    assert killed and killed[0] != os.getpid()
+    (result,) = summary.results
+    assert (result.status, result.frames) == ("done", 24) and result.dreamed < 24  # the retry resumed
+    assert len(result.retries) == 1
+    record = json.loads((path.parent / "jobs.summary.json").read_text())["jobs"][0]
+    assert record["retries"] == list(result.retries)
+    table = format_summary(summary).splitlines()
+    assert table[0].split() == ["job", "status", "frames", "time", "retries", "output", "/", "error"]
+    assert table[1].split()[2:4] == ["done", "24"] and table[1].split()[5] == "1"
+    assert table[2] == f"  job 1 retry 1: {result.retries[0]}"
+    return result, killed[0]
+
+
+def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+    pan_clip(tmp_path / "in.mp4", frames=24)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    result, _ = run_killing_a_worker_once(path, gpus=[])
+    assert result.retries == ("its worker process (CPU) was killed by SIGKILL",)
+
+
+def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    pan_clip(tmp_path / "in.mp4", frames=24)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result, _ = run_killing_a_worker_once(path, ray="auto")
+    finally:
+        ray.shutdown()
+    assert re.fullmatch(r"its Ray worker \(\S+\) died; Ray restarted the worker and it resumed from its frames",
+                        result.retries[0]), result.retries
+
+
+@pytest.mark.parametrize("segments", [1, 2])
+def test_a_job_another_render_holds_is_running_elsewhere(tmp_path: Path, clip: Path, segments: int) -> None:
+    path = write_manifest(tmp_path, f'[[job]]\ninput = "{clip}"\noutput = "out.mp4"\nsegments = {segments}\n')
+    with WorkLock(str(tmp_path / "out.mp4.ddwork"), output="out.mp4"):  # a render elsewhere: a command, a batch
+        summary = run_batch(load_manifest(path), gpus=[])
+    (result,) = summary.results
+    assert result.status == "running elsewhere" and f"by process {os.getpid()} on " in result.error
+    assert not summary.failed and not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.mp4.ddwork").exists()
+    assert json.loads((tmp_path / "jobs.summary.json").read_text())["jobs"][0]["status"] == "running elsewhere"
+    assert format_summary(summary).endswith(f"1 jobs: 1 running elsewhere; results in {summary.path}")
 
 
 def test_batch_on_a_local_ray_instance(tmp_path: Path) -> None:

@@ -29,10 +29,12 @@ def test_image_command_dreams(tmp_path, photo):
 
 
 def test_image_seed_and_max_size(tmp_path, photo):
-    a, b = str(tmp_path / "a.jpg"), str(tmp_path / "b.png")
-    assert main(["image", photo, a, *FAST, "--max-size", "130", "--seed", "4"]) == 0
-    assert read_image(a).shape == (111, 130, 3)
-    assert main(["image", photo, b, *FAST, "--max-size", "130", "--seed", "4"]) == 0
+    a, b, c, d = (str(tmp_path / name) for name in ("a.jpg", "b.png", "c.png", "d.png"))
+    for out, seed in ((a, "4"), (b, "4"), (c, "4"), (d, "5")):
+        assert main(["image", photo, out, *FAST, "--max-size", "130", "--seed", seed]) == 0
+    assert read_image(a).shape == read_image(b).shape == (111, 130, 3)  # 140x120 scaled to 130 px wide
+    assert np.array_equal(read_image(b), read_image(c))  # the same seed, the same dream
+    assert not np.array_equal(read_image(b), read_image(d))  # the seed reaches the dream
 
 
 def test_layers_lists_names_and_shapes(capsys):

@@ -100,14 +100,20 @@ def test_custom_keras_model(tmp_path, inception):
 
 
 def test_offline_imagenet_download_names_the_fix(monkeypatch, tmp_path):
+    # an empty cache, so that the weights must be downloaded: Keras reads KERAS_HOME once, when it is imported, so
+    # setting the variable now would leave a cached copy on this machine in use
+    from keras.src.backend import config
+
+    monkeypatch.setattr(config, "keras_home", lambda: str(tmp_path))
     # a proxy that refuses connections stands in for a machine without network
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    with pytest.raises(ModelError, match=r"could not download the ImageNet weights for vgg16.*--weights PATH"):
+    with pytest.raises(ModelError, match=r"could not download the ImageNet weights for vgg16 \(URL fetch failure .*"
+                                         r"Connection refused\).*--weights PATH"):
         load_model(ModelSettings(model="vgg16", weights="imagenet"))
+    assert not list(tmp_path.rglob("*.h5"))  # it looked in the empty cache and fetched nothing
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -111,7 +111,7 @@ def test_check_not_source_lets_other_paths_through(tmp_path: Path) -> None:
         ("frames", r"work folder .*work holds frames ddvideo did not make \(frames/000000\.png \.\.\.\); "
                    r"choose another --work-dir"),
         ("record", r"work folder .*work holds a settings\.json that ddvideo did not write"),
-        ("file", r"cannot use the work folder .*work: Not a directory; choose another --work-dir"),
+        ("file", r"work folder .*work is a file, not a folder; choose another --work-dir"),
     ],
 )
 def test_work_folder_ddvideo_did_not_make_is_refused(sources, tmp_path: Path, capsys, make: str,

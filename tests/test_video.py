@@ -18,9 +18,10 @@ import pytest
 from conftest import SMALL_LAYERS, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
-from ddvideo.errors import DDVideoError
+from ddvideo.errors import DDVideoError, LockedError
 from ddvideo.flow import FlowSettings
-from ddvideo.media import VideoReader, VideoWriter, ffmpeg_exe, probe_video, read_image
+from ddvideo.media import VideoReader, VideoWriter, check_unlocked, ffmpeg_exe, probe_video, read_image
+from ddvideo.media.lock import LOCK_NAME
 from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
 from ddvideo.render import RunSettings
@@ -346,18 +347,28 @@ def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference
     assert leftovers(tmp_path, "frames") == ["frames"]
 
 
+def start_render(argv: list[str]) -> subprocess.Popen:
+    """`ddvideo ARGV` in a process of its own, on the same devices as this one (conftest hides GPUs unless the run
+    shows one), so that its frames match this process's."""
+    return subprocess.Popen([sys.executable, "cli.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ))  # fmt: skip
+
+
+def wait_for_frames(proc: subprocess.Popen, work: Path, count: int) -> None:
+    """Return once the render `proc` has `count` finished frames in `work` (frame files appearing); fail if it ends
+    before that."""
+    while not (work.is_dir() and len(finished(work)) >= count):
+        assert proc.poll() is None, "the render ended before it got there"
+        time.sleep(0.01)
+
+
 def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys):
     out = tmp_path / "killed.mp4"
     work = tmp_path / "killed.mp4.ddwork" / "frames"
     argv = ["video", str(clips["pan"]), str(out), *FAST, "--crf", "0"]
-    # the same devices as this process (conftest hides GPUs unless the run shows one): both halves alike
-    proc = subprocess.Popen([sys.executable, "cli.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ))  # fmt: skip
+    proc = start_render(argv)
     try:
-        deadline = time.monotonic() + 60
-        while not (work.is_dir() and len(finished(work)) >= 2):
-            assert proc.poll() is None and time.monotonic() < deadline, "the render ended before it could be killed"
-            time.sleep(0.01)
+        wait_for_frames(proc, work, 2)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -366,12 +377,40 @@ def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys):
     assert not out.exists()  # the output appears only when complete
     assert 2 <= len(finished(work)) < N
     assert [n for n in os.listdir(tmp_path) if n.startswith(".killed.mp4.")]  # the encoder's hidden temporaries
+    # its lock went with it: the lock file still names it, and holds nothing
+    assert json.loads((work.parent / LOCK_NAME).read_text())["pid"] == proc.pid
+    check_unlocked(str(work.parent))
     assert main(argv) == 0
     assert main([*argv[:2], str(tmp_path / "whole.mp4"), *argv[3:]]) == 0
     assert all(np.array_equal(a, b) for a, b in zip(decode(out), decode(tmp_path / "whole.mp4")))
     assert probe_video(out).n_frames == N
     # the killed run's hidden temporaries (.killed.mp4.partial-*) are swept by the rerun
     assert leftovers(tmp_path, "killed") == ["killed.mp4"]
+
+
+def test_a_second_render_of_the_same_output_is_refused(clips, dreamer, reference, tmp_path, capsys):
+    out = tmp_path / "frames"
+    argv = ["video", str(clips["pan"]), str(out), *FAST]
+    first = start_render(argv)
+    try:
+        wait_for_frames(first, tmp_path / "frames.ddwork" / "frames", 1)
+        first.send_signal(signal.SIGSTOP)  # it holds the lock, and cannot finish while the second one tries
+        try:
+            assert main(argv) == 1
+            # the render itself takes the lock too (the command only looks first, before loading the model)
+            with pytest.raises(LockedError, match=rf"process {first.pid} on "):
+                render_video(str(clips["pan"]), str(out), dreamer=dreamer)
+        finally:
+            first.send_signal(signal.SIGCONT)
+        assert first.wait() == 0
+    finally:
+        first.kill()
+        first.wait()
+    one_error_line(capsys.readouterr().err, rf"^ddvideo: error: .*frames is being rendered by process {first.pid} on "
+                                            r".*, since .*: wait for it to finish, or stop it and run the same command")
+    rendered = decode(out)
+    assert len(rendered) == N and all(np.array_equal(a, b) for a, b in zip(rendered, reference))
+    assert leftovers(tmp_path, "frames") == ["frames"]
 
 
 def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, capsys):
@@ -444,7 +483,10 @@ def bad(clips, tmp_path_factory) -> dict[str, Path]:
         ("zero", "o.mp4", [], "not a readable video: .*zero.mp4"),
         ("pan", "o.xyz", [], "unknown extension '.xyz'"),
         ("pan", "nodir/o.mp4", [], "output folder does not exist: .*nodir"),
-        ("pan", "FILE/o.mp4", [], "output folder is not a folder"),
+        ("pan", "FILE/o.mp4", [], "output folder .*file is a file, not a folder"),
+        ("pan", "/proc/o.mp4", [], r"output folder /proc is not writable \(no files can be made there\)"),
+        ("pan", "o.mp4", ["--work-dir", "/proc/w"], "work folder /proc/w cannot be created: /proc is not writable"),
+        ("pan", "o.mp4", ["--work-dir", "FILE/w"], "work folder .*file/w cannot be created: .*file is a file"),
         ("pan", "o.mp4", ["--start", "5"], "start 5s is past the end of .*pan.mp4, which is 2.00s long"),
         ("pan", "o.mp4", ["--end", "0"], r"--end \(0.0\) must be after --start"),
     ],
@@ -452,7 +494,7 @@ def bad(clips, tmp_path_factory) -> dict[str, Path]:
 def test_bad_input_is_one_error_line(clips, bad, tmp_path, capsys, case, output, extra, message):
     source = clips.get(case) or bad[case]
     out = tmp_path / output.replace("FILE", str(bad["file"]))
-    code, err = run_cli(capsys, source, out, *FAST, *extra)
+    code, err = run_cli(capsys, source, out, *FAST, *(arg.replace("FILE", str(bad["file"])) for arg in extra))
     assert code == 1
     one_error_line(err, message)
     assert not out.exists() and not Path(str(out) + ".ddwork").exists()

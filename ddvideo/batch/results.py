@@ -15,7 +15,8 @@ class JobResult:
     name: str
     mode: str
     line: int | None
-    status: str  # "done" (rendered now), "skipped" (finished by an earlier run) or "failed"
+    status: str  # "done" (rendered now), "skipped" (finished by an earlier run), "failed", or "running elsewhere"
+    # (another render holds its work folder: another batch, a command, another machine on shared storage)
     frames: int
     dreamed: int  # frames dreamed by this run; the rest were resumed or already finished
     seconds: float  # wall time of this run
@@ -24,6 +25,7 @@ class JobResult:
     detail: str | None = None
     where: str | None = None  # the worker(s): "GPU 1", "CPU", a Ray node
     loads: int = 0  # networks loaded for it; 0 when its worker kept the network of an earlier job
+    retries: tuple[str, ...] = ()  # why each retry was needed: its worker died, and it resumed on a new one
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,28 @@ def format_event(event: BatchEvent, jobs: int) -> str | None:
             return f"{head}: FAILED after {_clock(r.seconds)}: {r.error}"
         if r.status == "skipped":
             return f"{head}: already finished, skipped ({r.output})"
-        return f"{head}: done, {r.frames} frames in {_clock(r.seconds)} -> {r.output}"
+        if r.status == "running elsewhere":
+            return f"{head}: running elsewhere, not started here: {r.error}"
+        retried = f" after {_retries(r)}: {'; '.join(r.retries)}" if r.retries else ""
+        return f"{head}: done, {r.frames} frames in {_clock(r.seconds)}{retried} -> {r.output}"
     return None
 
 
+def _retries(result: JobResult) -> str:
+    n = len(result.retries)
+    return f"{n} retr{'y' if n == 1 else 'ies'}"
+
+
 def format_summary(summary: BatchSummary) -> str:
-    """The results as a table: job, status, frames, time, output or error."""
-    rows = [(f"{r.index} {r.name}", r.status, str(r.frames), _clock(r.seconds),
-             r.error if r.status == "failed" else r.output) for r in summary.results]
-    header = ("job", "status", "frames", "time", "output / error")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e}"
-             for a, b, c, d, e in [header, *rows]]
+    """The results as a table: job, status, frames, time, retries, output or error."""
+    rows = [(f"{r.index} {r.name}", r.status, str(r.frames), _clock(r.seconds), str(len(r.retries)),
+             r.output if r.status in ("done", "skipped") else r.error) for r in summary.results]
+    header = ("job", "status", "frames", "time", "retries", "output / error")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e:>{widths[4]}}  {f}"
+             for a, b, c, d, e, f in [header, *rows]]
+    for r in summary.results:  # why each retry was needed, under the table
+        lines += [f"  job {r.index} retry {i}: {reason}" for i, reason in enumerate(r.retries, 1)]
     counts = Counter(r.status for r in summary.results)
-    tally = ", ".join(f"{counts[s]} {s}" for s in ("done", "skipped", "failed") if counts[s])
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("done", "skipped", "failed", "running elsewhere") if counts[s])
     return "\n".join(lines + [f"{len(summary.results)} jobs: {tally}; results in {summary.path}"])

@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict
 from typing import Sequence
 
-from ..errors import DDVideoError, SettingsError
-from ..media import atomic_path, join_segments
+from ..errors import DDVideoError, LockedError, SettingsError
+from ..media import WorkLock, atomic_path, check_unlocked, join_segments
 from ..options import parse_argv
 from .manifest import Job, Manifest
 from .results import BatchEvent, BatchProgress, BatchSummary, JobResult
@@ -38,6 +38,8 @@ class _Batch:
         self.wheres: dict[int, list[str]] = {}
         self.seen: dict[str, int] = {}  # frames reported per unit
         self.totals: dict[str, int] = {}
+        self.retries: dict[int, list[str]] = {}  # job -> why each of its retries was needed
+        self.locks: dict[int, WorkLock] = {}  # segmented jobs: their work folder, held here from plan to join
 
     # -- planning -----------------------------------------------------------------------------------
     def plan(self, *, segments: int | None, slots: int) -> list[Unit]:
@@ -46,13 +48,21 @@ class _Batch:
         for job in self.manifest.jobs:
             if finished(job.output, job.work_dir):
                 self._finish(job, "skipped", frames=output_frames(job.output))
-            elif self._make_output_folder(job):
+            elif not self._elsewhere(job) and self._make_output_folder(job):
                 pending.append(job)
         units = []
         for job in pending:
             parts = self._parts(job, segments, slots, len(pending))
             if parts <= 1:
-                units.append(Unit(job))
+                units.append(Unit(job))  # its render takes the lock of its work folder
+                continue
+            try:  # its segments render in work folders of their own inside the job's, which this process holds
+                self.locks[job.index] = WorkLock(job.work_dir, output=job.output).acquire()
+            except LockedError as exc:
+                self._finish(job, "running elsewhere", error=str(exc))
+                continue
+            except DDVideoError as exc:
+                self._finish(job, "failed", error=str(exc))
                 continue
             segs = self.segments[job.index] = plan_segments(job, parts)
             for seg in segs:
@@ -66,6 +76,15 @@ class _Batch:
         self.units = {unit.key: unit for unit in units}
         self._save()
         return units
+
+    def _elsewhere(self, job: Job) -> bool:
+        """True (and the job's result recorded) when another render holds the job's work folder."""
+        try:
+            check_unlocked(job.work_dir, output=job.output)
+        except LockedError as exc:
+            self._finish(job, "running elsewhere", error=str(exc))
+            return True
+        return False
 
     def _make_output_folder(self, job: Job) -> bool:
         """Create the folder the job's output goes in (the manifest check found where it can be made)."""
@@ -110,6 +129,12 @@ class _Batch:
             self._frames(key, done, total)
         elif kind == "result":
             self.on_result(message[2])
+        elif kind == "retry":  # its worker died; it runs again and resumes from its frames
+            _, key, reason = message
+            unit = self.units.get(key)
+            if unit is not None:
+                where = f"segment {unit.segment.index + 1} of {unit.segment.count}: " if unit.segment else ""
+                self.retries.setdefault(unit.job.index, []).append(where + reason)
 
     def _frames(self, key: str, done: int, total: int | None) -> None:
         unit = self.units.get(key)
@@ -141,7 +166,8 @@ class _Batch:
         if job.index in self.results:  # a segment of a job that already failed
             return
         if unit.segment is None:
-            self._finish(job, "done" if result.ok else "failed", frames=result.frames, dreamed=result.dreamed,
+            status = "done" if result.ok else "running elsewhere" if result.elsewhere else "failed"
+            self._finish(job, status, frames=result.frames, dreamed=result.dreamed,
                          error=result.error, detail=result.detail, seconds=result.seconds, loads=result.loads)
             return
         self.unit_results[result.key] = result
@@ -188,8 +214,11 @@ class _Batch:
         if job.index in self.began:
             seconds = time.perf_counter() - self.began[job.index]
         result = JobResult(job.index, job.name, job.mode, job.line, status, frames, dreamed, seconds or 0.0,
-                           job.output, error, detail, ", ".join(self.wheres.get(job.index, [])) or None, loads)
+                           job.output, error, detail, ", ".join(self.wheres.get(job.index, [])) or None, loads,
+                           tuple(self.retries.get(job.index, ())))
         self.results[job.index] = result
+        if job.index in self.locks:  # after the join and the removal of its work folder, or its failure
+            self.locks.pop(job.index).release()
         self._save()
         self.progress(BatchEvent("finish", job, where=result.where, result=result))
 
@@ -208,6 +237,12 @@ class _Batch:
                   "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jobs": jobs}
         with atomic_path(self.manifest.summary_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+    def release(self) -> None:
+        """Let go of the work folders still held (an interrupted batch): a rerun continues them."""
+        for lock in self.locks.values():
+            lock.release()
+        self.locks.clear()
 
     def summary(self) -> BatchSummary:
         return BatchSummary(self.manifest.path, tuple(self.results[i] for i in sorted(self.results)),
@@ -258,4 +293,6 @@ def run_batch(manifest: Manifest, *, gpus: Sequence[str] | None = None, ray: str
     except BaseException:
         batch._save(interrupted=True)
         raise
+    finally:
+        batch.release()
     return batch.summary()

@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from ..errors import DDVideoError
+from ..errors import DDVideoError, LockedError
 from ..media import FRAME_NAME, IMAGE_EXTENSIONS, probe_video, read_image
 from ..render import default_work_dir
 from ..options import parse_argv
@@ -56,6 +56,7 @@ class UnitResult:
     detail: str | None = None  # the traceback of an unexpected exception
     where: str | None = None
     loads: int = 0  # networks the worker loaded for it: 0 when it had the job's network from an earlier job
+    elsewhere: bool = False  # not rendered: another render holds its work folder
 
 
 def output_frames(path: str) -> int:
@@ -114,6 +115,7 @@ def run_unit(unit: Unit, *, emit: Emit | None = None, alive: Callable[[], bool] 
         return UnitResult(unit.key, True, frames=unit.frames(), where=where)
     counter = _Counter(unit.key, emit, alive, total=unit.frames() if unit.segment else None)
     error = detail = None
+    elsewhere = False
     from ..reuse import models_loaded
 
     loads = models_loaded()
@@ -126,13 +128,15 @@ def run_unit(unit: Unit, *, emit: Emit | None = None, alive: Callable[[], bool] 
             run_command(opts, counter)
         else:
             _render_segment(opts, unit.segment, counter)
+    except LockedError as exc:
+        error, elsewhere = str(exc), True
     except DDVideoError as exc:
         error = str(exc)
     except Exception as exc:  # a bug, not a user mistake: keep the traceback for the summary
         error, detail = f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc()
     counter.flush()
     return UnitResult(unit.key, error is None, counter.frames, counter.dreamed, time.perf_counter() - began,
-                      error, detail, where, models_loaded() - loads)
+                      error, detail, where, models_loaded() - loads, elsewhere)
 
 
 def _render_segment(opts: dict[str, Any], segment: Segment, counter: _Counter) -> None:

@@ -89,6 +89,7 @@ class _Worker:
         self.ctx, self.slot, self.device, self.outbox = ctx, slot, device, outbox
         self.unit: Unit | None = None
         self.process = None
+        self.where = f"GPU {device}" if device else "CPU"
 
     def give(self, unit: Unit) -> None:
         if self.process is None or not self.process.is_alive():
@@ -134,10 +135,11 @@ def run_local(units: list[Unit], devices: list[str | None], on_message: Callable
                     if worker.unit is not None and not worker.process.is_alive():
                         unit, worker.unit = worker.unit, None
                         deaths[unit.key] += 1
+                        code = worker.process.exitcode
                         if deaths[unit.key] <= MAX_RETRIES:
                             ready.appendleft(unit)  # it resumes from its work folder
+                            on_message(("retry", unit.key, f"its worker process ({worker.where}) {_death(code)}"))
                         else:
-                            code = worker.process.exitcode
                             on_message(("result", worker.slot, UnitResult(
                                 unit.key, False, error=f"the worker process died {deaths[unit.key]} times "
                                                        f"(last exit code {code}); out of memory?")))
@@ -149,6 +151,15 @@ def run_local(units: list[Unit], devices: list[str | None], on_message: Callable
     finally:
         for worker in workers:
             worker.stop(interrupt=interrupted)
+
+
+def _death(code: int | None) -> str:
+    """How a worker process ended, from its exit code: 'was killed by SIGKILL', 'exited with code 1'."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 # -- Ray: actors of one GPU each on a cluster -----------------------------------------------------------
@@ -214,9 +225,17 @@ def run_ray(ray, units: list[Unit], use_gpus: bool, on_message: Callable[[tuple]
         unit = ready.popleft()
         pending[worker.run.remote(unit, events)] = (unit, worker)
 
+    starts: dict[str, str | None] = {}  # unit -> where it last started
+
     def drain() -> None:
         with contextlib.suppress(Exception):
             for message in events.get_nowait_batch(events.qsize()):
+                if message[0] == "start":  # a second start: Ray restarted its dead worker and ran it again
+                    key, where = message[2], message[3]
+                    if key in starts:
+                        on_message(("retry", key, f"its Ray worker ({starts[key] or 'a node'}) died; Ray restarted "
+                                                  "the worker and it resumed from its frames"))
+                    starts[key] = where
                 on_message(message)
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from fractions import Fraction
 from typing import IO
@@ -56,6 +57,26 @@ def ffmpeg_reason(stderr: str) -> str:
     lines = [line for line in lines if line and not line.lower().startswith(_GENERIC_FFMPEG_LINES)]
     reason = lines[-1] if lines else "no error message"
     return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def encoder_log(text: str) -> tuple[str, str | None]:
+    """An encoder's log, written with `-v level+info`: its error lines (what `-v error` shows), and 'ffmpeg was
+    stopped by SIGINT' if it says it received a signal (it catches SIGINT and SIGTERM, and exits with status 255)."""
+    levelled = re.compile(r"\[(error|fatal|panic)\] ")
+    errors = "\n".join(levelled.sub("", line, count=1) for line in text.splitlines() if levelled.search(line))
+    received = re.search(r"received signal (\d+)", text)
+    return errors, stopped_by_signal(-int(received[1])) if received else None
+
+
+def stopped_by_signal(code: int | None) -> str | None:
+    """'ffmpeg was stopped by SIGKILL' for the exit status of a process a signal ended, else None."""
+    if code is None or code >= 0:
+        return None
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"ffmpeg was stopped by {name}"
 
 
 def fps_fraction(fps: float) -> Fraction:

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,24 +17,51 @@ PathLike = str | os.PathLike
 
 FRAME_NAME = "{:06d}.png"  # frame folders: 000000.png, 000001.png, ... (sorted order = frame order)
 _FRAME_FILE = re.compile(r"^\d{6}\.png$")
+PROBE_PREFIX = ".ddvideo-probe-"  # a file made and removed at once, to learn whether a folder takes files
 
 
 def check_writable(path: PathLike, *, creatable: bool = False) -> None:
     """Raise OutputError unless the folder that will hold `path` exists and is writable; call it before long work.
 
-    With `creatable`, missing folders are fine if the nearest one above them that exists is writable (the
-    caller makes them, e.g. with os.makedirs, before writing).
+    With `creatable`, missing folders are fine if they can be made (the caller makes them, e.g. with os.makedirs,
+    before writing).
     """
     folder = Path(os.path.abspath(os.fspath(path))).parent
-    if creatable:
-        while not folder.exists() and not folder.is_symlink() and folder.parent != folder:
-            folder = folder.parent
-    elif not folder.exists():
+    if not creatable and not folder.exists():
         raise OutputError(f"output folder does not exist: {folder}; create it first or choose another output path")
-    if not folder.is_dir():
-        raise OutputError(f"output folder is not a folder: {folder}; choose another output path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder is not writable: {folder}; fix its permissions or choose another output path")
+    check_folder(folder, what="output folder", fix="choose another output path")
+
+
+def check_folder(folder: PathLike, *, what: str, fix: str) -> None:
+    """Raise OutputError, naming `what` and `fix`, unless `folder` is a writable folder or can be created."""
+    folder = Path(os.path.abspath(os.fspath(folder)))
+    top = folder  # the nearest folder above it that exists: where it would be made
+    while not top.exists() and not top.is_symlink() and top.parent != top:
+        top = top.parent
+    if not top.is_dir():
+        if top == folder:
+            raise OutputError(f"{what} {folder} is a file, not a folder; {fix}")
+        raise OutputError(f"{what} {folder} cannot be created: {top} is a file; {fix}")
+    why = _cannot_write(top)
+    if why and top == folder:
+        raise OutputError(f"{what} {folder} is not writable ({why}); fix its permissions or {fix}")
+    if why:
+        raise OutputError(f"{what} {folder} cannot be created: {top} is not writable ({why}); {fix}")
+
+
+def _cannot_write(folder: Path) -> str | None:
+    """Why no file can be made in `folder`, or None. A file is made and removed, because permission bits (os.access)
+    say nothing of read-only mounts or /proc, and root passes them all."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+    except FileNotFoundError:  # the folder exists, so it is a system folder that takes no files (/proc)
+        return "no files can be made there"
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(name)
+    return None
 
 
 def check_not_source(path: PathLike, sources: Sequence[PathLike | None], *, what: str = "output") -> None:

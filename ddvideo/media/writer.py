@@ -14,7 +14,8 @@ import numpy as np
 
 from ddvideo.errors import OutputError, SettingsError
 
-from .ffmpeg import FINISH_TIMEOUT_S, ffmpeg_cmd, ffmpeg_reason, fps_fraction, read_log, run_ffmpeg
+from .ffmpeg import (FINISH_TIMEOUT_S, encoder_log, ffmpeg_cmd, ffmpeg_reason, fps_fraction, read_log, run_ffmpeg,
+                     stopped_by_signal)
 from .images import check_frame
 from .paths import (FRAME_NAME, AtomicTarget, PathLike, check_frame_folder, check_writable, existing_input,
                     remove_stale_partials)
@@ -158,12 +159,16 @@ class VideoWriter:
         if self.audio_codec is not None:
             self._video_tmp = self._target.tmp.with_name(self._target.tmp.name.replace(".partial-", ".video-", 1))
         w, h = self.size
-        cmd = ffmpeg_cmd("-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+        # info level, each line tagged with it: errors for the message, and the signal ffmpeg says stopped it
+        cmd = ffmpeg_cmd("-v", "level+info", "-nostats", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                           "-r", str(fps_fraction(self.fps)), "-i", "-", "-an")  # fmt: skip
         cmd += _encode_args(self.kind, self.crf) + [str(self._video_tmp)]
         self._log = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+            # its own session: a Ctrl-C at the terminal stops the render, which then stops ffmpeg, rather than
+            # ffmpeg under a render that goes on (a batch worker leaves SIGINT to its batch)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                          start_new_session=True)
         except OSError as err:
             self._abort()
             raise OutputError(f"cannot start ffmpeg to write {self.path}: {err}") from err
@@ -190,8 +195,7 @@ class VideoWriter:
             try:
                 self._proc.stdin.write(memoryview(frame).cast("B"))
             except (BrokenPipeError, OSError) as err:
-                msg = f"ffmpeg stopped while writing {self.path} ({self._reason()}); check free disk space"
-                raise OutputError(msg) from err
+                raise OutputError(self._stopped(f"while writing {self.path}")) from err
         self.frames_written += 1
 
     def close(self) -> None:
@@ -232,8 +236,24 @@ class VideoWriter:
             self._log.close()
         self._proc = self._log = self._video_tmp = None
 
+    def _stopped(self, when: str) -> str:
+        """Why the encoder is gone: the signal that stopped it, else its last words (a full disk, most often)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)  # the pipe breaks as it exits: let it finish exiting to read its status
+        if stopped := self._signal():
+            return f"{stopped} {when}; run the same command again to continue"
+        return f"ffmpeg stopped {when} ({self._reason()}); check free disk space"
+
+    def _signal(self) -> str | None:
+        """'ffmpeg was stopped by SIGINT' when a signal ended the encoder, whether it died of it or caught it."""
+        if stopped := stopped_by_signal(self._proc.returncode):
+            return stopped
+        return encoder_log(read_log(self._log))[1] if self._log is not None else None
+
     def _reason(self) -> str:
-        return "ffmpeg: " + ffmpeg_reason(read_log(self._log)) if self._log is not None else "ffmpeg did not start"
+        if self._log is None:
+            return "ffmpeg did not start"
+        return "ffmpeg: " + ffmpeg_reason(encoder_log(read_log(self._log))[0])
 
     def _finish_encoder(self) -> None:
         with contextlib.suppress(BrokenPipeError):
@@ -242,6 +262,8 @@ class VideoWriter:
             code = self._proc.wait(timeout=FINISH_TIMEOUT_S)
         except subprocess.TimeoutExpired as err:
             raise OutputError(f"ffmpeg did not finish {self.path} within {FINISH_TIMEOUT_S:.0f} s") from err
+        if code != 0 and self._signal():
+            raise OutputError(self._stopped(f"before it finished {self.path}"))
         if code != 0:
             raise OutputError(f"ffmpeg could not encode {self.path} ({self._reason()})")
 
