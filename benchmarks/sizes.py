@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     photo = read_image(args.picture)
     small, large = at(photo, args.small), at(photo, 4 * args.small)
     rows = []
-    for name, base in (("anchored at the base size (default)", DreamSettings.base_size),
+    for name, base in (("anchored at the base size (default)", None),
                        ("octaves from the frame's size (Keras example)", 0)):
         row, pair = compare(Dreamer(loaded, DreamSettings(layers=args.preset, precision=args.precision,
                                                           base_size=base)), small, large)

@@ -367,7 +367,6 @@ class _Checker:
             except OutputError as exc:
                 bad(*key_of("work_dir" if opts.get("work_dir") else "output"), str(exc))
         if not failed & {model_settings, dream_settings}:  # else the model or objective is reported already
-            from ..dream import BORDER
             from ..objective import build_extractor, check_guide, min_input_side, parse_objective
 
             try:
@@ -380,7 +379,8 @@ class _Checker:
             else:
                 if guide is not None:
                     try:
-                        check_guide(guide.shape, terms=terms, min_side=min_input_side(extractor, border=BORDER))
+                        border = dream_settings(opts).ascent.border
+                        check_guide(guide.shape, terms=terms, min_side=min_input_side(extractor, border=border))
                     except DDVideoError as exc:
                         bad(*key_of("guide"), str(exc))
         segmentable = mode == "video" and not folder and ext in SEGMENT_CONTAINERS
