@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "samples"))
 from ddvideo.dream import Dreamer, DreamSettings  # noqa: E402
 from ddvideo.flow import FlowSettings  # noqa: E402
 from ddvideo.media import VideoReader, ffmpeg_exe, read_image, write_image  # noqa: E402
-from ddvideo.dream import objective_map  # noqa: E402
+from ddvideo.objective import objective_map  # noqa: E402
 from ddvideo.metrics import activation_coverage, burn, measure_clip, strength  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 from ddvideo.render import RunSettings  # noqa: E402

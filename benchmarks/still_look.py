@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ddvideo import metrics  # noqa: E402
-from ddvideo.dream import RECIPES, Dreamer, DreamSettings, objective_map  # noqa: E402
+from ddvideo.dream import RECIPES, Dreamer, DreamSettings  # noqa: E402
+from ddvideo.objective import objective_map  # noqa: E402
 from ddvideo.media import write_image  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 

@@ -444,17 +444,3 @@ class Dreamer:
                            [rows * th, cols * tw, 3])[:height, :width]  # overhang dropped: counted once, at the top
         return loss, tf.roll(grads, -shift, axis=[0, 1])
 
-
-def objective_map(dreamer: Dreamer, frame: np.ndarray) -> np.ndarray:
-    """(h, w) float64: the objective's energy at each position in the network's own eyes, for a (H, W, 3) uint8
-    frame: each term's mean squared activation over its channels, brought to the coarsest term's grid by area
-    averaging, averaged over the terms. Compare a dream's map with its source's (metrics.objective_gain)."""
-    features = dreamer.extractor(dreamer.loaded.to_input(to_unit(frame)[None]), training=False)
-    maps = []
-    for term in dreamer.terms:
-        act = tf.cast(features[term.layer], tf.float32)[0]
-        act = act if term.channel is None else act[..., term.channel:term.channel + 1]
-        maps.append(tf.reduce_mean(tf.square(act), axis=-1).numpy().astype(np.float64))
-    h, w = min(m.shape for m in maps)
-    import cv2  # only here: the engine itself needs no OpenCV
-    return np.mean([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in maps], axis=0)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .errors import InputError, SettingsError
@@ -143,3 +144,21 @@ def guided_term(act: tf.Tensor, guide: tf.Tensor) -> tf.Tensor:
     x = tf.reshape(tf.cast(act, tf.float32), [-1, channels])  # (frame positions, C)
     dots = tf.matmul(x, guide, transpose_b=True)  # (frame positions, guide positions)
     return tf.reduce_mean(tf.reduce_max(dots, axis=1)) / channels
+
+
+def objective_map(dreamer, frame: np.ndarray) -> np.ndarray:
+    """(h, w) float64: the objective's energy at each position in the network's own eyes, for a (H, W, 3) uint8
+    frame and a dream.Dreamer: each term's mean squared activation over its channels, brought to the coarsest
+    term's grid by area averaging, averaged over the terms. Compare a dream's map with its source's
+    (metrics.objective_gain)."""
+    import cv2  # only here: the objective itself needs no OpenCV
+
+    x = tf.cast(frame, tf.float32)[None] / 127.5 - 1.0  # [-1, 1], as the dream sees it
+    features = dreamer.extractor(dreamer.loaded.to_input(x), training=False)
+    maps = []
+    for term in dreamer.terms:
+        act = tf.cast(features[term.layer], tf.float32)[0]
+        act = act if term.channel is None else act[..., term.channel:term.channel + 1]
+        maps.append(tf.reduce_mean(tf.square(act), axis=-1).numpy().astype(np.float64))
+    h, w = min(m.shape for m in maps)
+    return np.mean([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in maps], axis=0)

@@ -233,7 +233,7 @@ def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
     os.symlink(clip, tmp_path / "in.mp4")
     (tmp_path / "guides").mkdir()
     write_image(str(tmp_path / "guides" / "stripes.png"), textured_image(120, 120, seed=4))
-    write_image(str(tmp_path / "small.png"), textured_image(60, 60, seed=4))
+    write_image(str(tmp_path / "small.png"), textured_image(30, 30, seed=4))
     (tmp_path / "notes.png").write_text("not a picture")
     jobs = """
 [[job]]
@@ -252,8 +252,8 @@ guide = "{guide}"
     assert len(problems) == 3, problems
     assert problems[0].startswith(f"{path}:12: job 1: --guide: input not found: {tmp_path / 'missing.png'}")
     assert problems[1].startswith(f"{path}:17: job 2: --guide: not a readable image: {tmp_path / 'notes.png'}")
-    # mixed3 of the defaults' objective needs 107 px
-    assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 60x60, too small for this objective")
+    # mixed3 of the defaults' objective needs 43 px with the default recipe's whole picture (no border dropped)
+    assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 30x30, too small for this objective")
 
 
 def test_a_job_may_not_write_over_an_input(tmp_path: Path, clip: Path) -> None:

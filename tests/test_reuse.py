@@ -76,7 +76,7 @@ def test_a_shared_dreamer_dreams_as_a_new_one_would(counted: dict[str, int]) -> 
     first.dream(image)
     other = replace(SETTINGS, iterations=3, step=12.0)
     shared = reuse.shared_dreamer(replace(RANDOM), other)
-    assert shared is not first and shared.settings == replace(other, precision=first.settings.precision)
+    assert shared is not first and shared.settings == replace(other, precision=first.settings.precision).resolved()
     assert shared._graph is first._graph  # one compiled dream
     fresh = Dreamer(reuse.shared_model(RANDOM), other)
     assert np.array_equal(shared.dream(image, seed=2).frame, fresh.dream(image, seed=2).frame)

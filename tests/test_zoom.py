@@ -178,11 +178,11 @@ def test_parsers():
     (["--frames", "0"], r"--frames must be at least 1, got 0"),
     (["--seconds", "0.01"], r"--frames must be at least 1, got 0 \(check --seconds and --fps\)"),
     (["--dream-every", "0"], r"--dream-every must be 1"),
-    (["--size", "64x48"], r"frame 64x48 is too small for this model"),
+    (["--size", "40x30"], r"frame 40x30 is too small for this model"),
     (["--size", "wide"], r"--size must be WIDTHxHEIGHT"),
     (["--pan=1"], r"--pan must be DX,DY"),
     (["MISSING"], r"input not found: .*nope\.png"),
-    (["NOSOURCE", "--size", "100x100"], r"frame 100x100 is too small"),
+    (["NOSOURCE", "--size", "40x40"], r"frame 40x40 is too small"),
 ])
 def test_bad_input_is_one_error_line(tmp_path, capsys, args, message):
     photo, out = tmp_path / "in.png", tmp_path / "o.gif"
