@@ -437,12 +437,12 @@ def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tm
 
 def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_path, capsys):
     """Video frames are dreamed on a canvas a grid step larger (alignment); the error speaks of the frame."""
-    code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "40")
+    code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "24")
     assert code == 1
-    line = one_error_line(err, r"frame 40x30 is too small for this model and objective: both sides must be at least "
+    line = one_error_line(err, r"frame 24x18 is too small for this model and objective: both sides must be at least "
                                r"\d+ px; use a larger image or --max-size")
     minimum = int(re.search(r"at least (\d+) px", line)[1])
-    assert "112x88" not in line and 72 < minimum < 96
+    assert "40x34" not in line and 18 < minimum < 43  # the canvas is never named; the frame needs less than it
     # and the minimum is true: the smallest frame of the clip's shape with both sides at least that renders
     short = minimum + minimum % 2  # the reader keeps sizes even
     code, err = run_cli(capsys, clips["pan"], tmp_path / "ok.mp4", *FAST, "--max-size", str(math.ceil(short * W / H)),
