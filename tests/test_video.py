@@ -425,6 +425,9 @@ def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, caps
     code, err = run_cli(capsys, clips["pan"], out, *FAST, "--iterations", "2")
     assert code == 1
     one_error_line(err, r"^ddvideo: error: work folder .*other settings \(.*dream\.iterations 1 -> 2[;)]")
+    code, err = run_cli(capsys, clips["pan"], out, *FAST, "--recipe", "tutorial")  # the ascent is recorded too
+    assert code == 1
+    one_error_line(err, r'other settings \(.*dream\.recipe "cover" -> "tutorial"[;)]')
     assert not out.exists()
 
 
