@@ -29,6 +29,18 @@ def textured_image(height: int, width: int, *, seed: int = 0) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(noise, (0, 0), 3) * 3 - 255, 0, 255).astype(np.uint8)
 
 
+class Interrupt:
+    """A progress callback that stops the render like Ctrl-C once `after` frames are finished."""
+
+    def __init__(self, after: int):
+        self.after, self.seen = after, 0
+
+    def __call__(self, index, total, loss) -> None:
+        self.seen += 1
+        if self.seen >= self.after:
+            raise KeyboardInterrupt
+
+
 def one_error_line(stderr: str | list[str], pattern: str = "") -> str:
     """Assert the command printed exactly one `ddvideo: error: ...` line (`ddvideo CMD: error: ...` for a malformed
     option), no traceback, matching `pattern`; return it."""

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, one_error_line, textured_image
+from conftest import SMALL_LAYERS, Interrupt, one_error_line, textured_image
 from ddvideo.audio import analyse, load_music
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
@@ -145,16 +145,6 @@ def test_the_music_sets_the_frames_each_beat_moves(tmp_path, dreamer):
 
 
 # ---------------------------------------------------------------- resume, preview, plot, bad input
-
-
-class Interrupt:
-    def __init__(self, after: int):
-        self.after, self.seen = after, 0
-
-    def __call__(self, index, total, loss):
-        self.seen += 1
-        if self.seen >= self.after:
-            raise KeyboardInterrupt
 
 
 def test_resume_with_schedules_is_frame_exact_and_a_changed_schedule_is_refused(dreamer, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, one_error_line, textured_image
+from conftest import SMALL_LAYERS, Interrupt, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import DDVideoError, LockedError
@@ -315,18 +315,6 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
 
 
 # ---------------------------------------------------------------- resume
-
-
-class Interrupt:
-    """A progress callback that stops the render like Ctrl-C once `after` frames are finished."""
-
-    def __init__(self, after: int):
-        self.after, self.seen = after, 0
-
-    def __call__(self, index, total, loss) -> None:
-        self.seen += 1
-        if self.seen >= self.after:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference, tmp_path):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, one_error_line, textured_image
+from conftest import SMALL_LAYERS, Interrupt, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import SettingsError
@@ -121,18 +121,6 @@ def test_loop_blend_gives_the_start_one_step_back_on_the_last_frame():
     inner = (slice(8, -8), slice(8, -8))  # where the start, one step back, covers the view
     assert np.array_equal(last[inner], back[inner])
     assert np.array_equal(loop_blend(other, first, index=9 - zoom.tail, zoom=zoom), other)  # before the tail
-
-
-class Interrupt:
-    """A progress callback that stops the render (like Ctrl-C) after `after` frames."""
-
-    def __init__(self, after: int):
-        self.after, self.seen = after, 0
-
-    def __call__(self, index, total, loss):
-        self.seen += 1
-        if self.seen >= self.after:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_loop_resumes_to_the_same_frames(dreamer, tmp_path):
