@@ -148,9 +148,9 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         dreamed = [read_image(p) for p in sorted(out.iterdir())]
         m = measure_clip(source, dreamed)
         coverage, tail_burn = drift(still, source, dreamed)
-        rows.append(f"| {mode} | {m.sharpness / floor.sharpness:.2f} | {m.strength / first:.2f} | "
+        rows.append(f"| {mode} | {m.look.sharpness / floor.look.sharpness:.2f} | {m.look.strength / first:.2f} | "
                     f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
-                    f"{m.sharpness:.1f} | {m.strength:.1f} | {seconds:.2f} |")
+                    f"{m.look.sharpness:.1f} | {m.look.strength:.1f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
         strips.append(dreamed)
     if keep is not None:
@@ -161,9 +161,9 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     return f"""### {name}: {frames} frames, {w}x{h} at {fps:g} fps
 
 Filmed still (the photo dreamed whole at base size {base}, the pattern scale of the first frame's dream): E_warp
-{floor.e_warp:.5f}, sharpness {floor.sharpness:.1f} (source {floor.source_sharpness:.1f}), strength {floor.strength:.1f}.
+{floor.e_warp:.5f}, sharpness {floor.look.sharpness:.1f} (source {floor.look.source_sharpness:.1f}), strength {floor.look.strength:.1f}.
 Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed at the default
-base size, with coarser patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.sharpness:.1f}.
+base size, with coarser patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
 
 | mode | sharpness / filmed still | strength / still | E_warp / filmed still | activation coverage, last 8 / first | burn, last 8 | E_warp | sharpness | strength | s/frame |
 |---|---|---|---|---|---|---|---|---|---|

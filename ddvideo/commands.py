@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .options import (PROG, dream_schedule, dream_settings, guide_option, make_dreamer, model_settings, music_option,
                       run_settings, video_settings, zoom_settings)
 
@@ -181,11 +184,26 @@ def cmd_layers(opts: dict[str, Any], progress) -> None:
 
 
 def cmd_metrics(opts: dict[str, Any], progress) -> None:
-    from .media import VideoReader
-    from .metrics import measure_clip
+    from .media import IMAGE_EXTENSIONS, VideoReader, read_image
+    from .metrics import measure_clip, measure_look
 
-    with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
-        measures = measure_clip(iter(source), iter(output), method=opts["flow"])
+    stills = [os.path.splitext(opts[k])[1].lower() in IMAGE_EXTENSIONS for k in ("source", "output")]
+    if stills[0] != stills[1]:
+        raise InputError(f"metrics compares a still with its source picture or a clip with its source clip, got "
+                         f"{opts['source']} and {opts['output']}")
+    energy = None
+    if opts["model"] is not None:
+        from .dream import Dreamer, DreamSettings
+        from .models import load_model
+        from .objective import objective_map
+
+        dreamer = Dreamer(load_model(model_settings(opts)), DreamSettings(layers=opts["layers"] or opts["preset"]))
+        energy = functools.partial(objective_map, dreamer)
+    if stills[0]:
+        measures = measure_look(read_image(opts["output"]), read_image(opts["source"]), energy=energy)
+    else:
+        with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
+            measures = measure_clip(iter(source), iter(output), method=opts["flow"], energy=energy)
     print("\n".join(measures.lines()))
 
 

@@ -1,9 +1,10 @@
-"""Flicker measures for rendered clips, computed against the motion of their source."""
+"""Measures of a render against its source: flicker (against the source's motion), sharpness and strength, and
+the look of the dream (burn, pixel coverage, structure; given the objective, gain and activation coverage)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from itertools import zip_longest
 
 import cv2
@@ -33,24 +34,71 @@ def _fit(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(output, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-@dataclass(frozen=True)
-class ClipMeasures:
-    """How steady, sharp and strong a render is against its source; read the three together (blur lowers E_warp)."""
+Energy = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 frame -> (h, w) objective map (objective.objective_map)
 
-    e_warp: float  # warping error (Lai et al. 2018), frames scaled to [0, 1]: lower is steadier
-    sharpness: float  # mean over frames of sharpness(output)
-    source_sharpness: float  # the same for the source
-    strength: float  # mean over frames of strength(output, source)
+
+@dataclass(frozen=True)
+class Look:
+    """The look of one dream against its source (see the functions below); gain and activation coverage are the
+    network's view, given the objective's energy map."""
+
+    strength: float
+    sharpness: float
+    source_sharpness: float
+    burn: float
+    pixel_coverage: float
+    structure: float
+    gain: float | None = None
+    activation_coverage: float | None = None
 
     def lines(self) -> list[str]:
-        return [f"E_warp {self.e_warp:.6f}",
-                f"sharpness {self.sharpness:.2f} (source {self.source_sharpness:.2f})",
-                f"strength {self.strength:.2f}"]
+        lines = [f"sharpness {self.sharpness:.2f} (source {self.source_sharpness:.2f})",
+                 f"strength {self.strength:.2f}",
+                 f"burn {100 * self.burn:.2f} % (pixels moved more than {BURN_LEVELS} grey levels)",
+                 f"pixel coverage {self.pixel_coverage:.3f} (share of {COVERAGE_BLOCK} px blocks holding half the change)",
+                 f"structure {self.structure:.4f}"]
+        if self.gain is not None:
+            lines += [f"objective gain x{self.gain:.2f}",
+                      f"activation coverage {self.activation_coverage:.3f}"]
+        return lines
+
+
+def measure_look(output: np.ndarray, source: np.ndarray, *, energy: Energy | None = None) -> Look:
+    """The look of an (H, W, 3) uint8 dream against its source (an output of another size is resized to it)."""
+    source = _rgb(source, "source", 0)
+    output = _fit(_rgb(output, "output", 0), source.shape[:2])
+    gain = cover = None
+    if energy is not None:
+        source_map, output_map = energy(source), energy(output)
+        gain, cover = objective_gain(output_map, source_map), activation_coverage(output_map, source_map)
+    return Look(strength(output, source), sharpness(output), sharpness(source), burn(output, source),
+                pixel_coverage(output, source), structure(output, source), gain, cover)
+
+
+@dataclass(frozen=True)
+class ClipMeasures:
+    """How steady, sharp and strong a render is against its source; read the three together (blur lowers E_warp).
+    `look` averages the look of every frame over the clip."""
+
+    e_warp: float  # warping error (Lai et al. 2018), frames scaled to [0, 1]: lower is steadier
+    look: Look = field(repr=False)
+
+    def lines(self) -> list[str]:
+        return [f"E_warp {self.e_warp:.6f}", *self.look.lines()]
+
+
+def _mean_look(looks: list[Look]) -> Look:
+    values = {}
+    for name in Look.__dataclass_fields__:
+        column = [getattr(look, name) for look in looks]
+        values[name] = None if column[0] is None else float(np.mean(column))
+    return Look(**values)
 
 
 def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray], *,
-                 method: str = "dis") -> ClipMeasures:
-    """E_warp, sharpness and dream strength of a render against its source, in one pass over both clips.
+                 method: str = "dis", energy: Energy | None = None) -> ClipMeasures:
+    """E_warp and the look (sharpness, strength, burn, coverage...; measure_look) of a render against its source,
+    in one pass over both clips.
 
     For each pair t, t+1 the flow and non-occlusion mask M_t come from the source frames
     (ddvideo.flow, same thresholds as the renderer); the output O_{t+1} is warped onto O_t and
@@ -61,7 +109,7 @@ def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np
     """
     FlowSettings(method=method)  # names the valid methods if this one is unknown
     total, pairs, count = 0.0, 0, 0
-    sharp = source_sharp = strong = 0.0
+    looks: list[Look] = []
     prev_src = prev_out = None
     for src, out in zip_longest(source_frames, output_frames, fillvalue=_END):
         if src is _END or out is _END:
@@ -70,8 +118,7 @@ def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np
                              "compare an output with the source it was rendered from")
         src = _rgb(src, "source", count)
         out8 = _fit(_rgb(out, "output", count), src.shape[:2])
-        sharp, source_sharp = sharp + sharpness(out8), source_sharp + sharpness(src)
-        strong += strength(out8, src)
+        looks.append(measure_look(out8, src, energy=energy))
         out = out8.astype(np.float32) / 255.0
         if prev_src is not None:
             if src.shape != prev_src.shape:
@@ -92,7 +139,7 @@ def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np
     if pairs == 0:
         raise InputError("no pixel of the source has a reliable flow between frames; "
                          "the warping error cannot be measured on this clip")
-    return ClipMeasures(total / pairs, sharp / count, source_sharp / count, strong / count)
+    return ClipMeasures(total / pairs, _mean_look(looks))
 
 
 def warping_error(

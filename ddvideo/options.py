@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="music (any file ffmpeg reads): the soundtrack, and rms, onset, beat, bass and treble for the "
                         "schedules; the animation lasts as long as it unless --frames or --seconds is given")
     g.add_argument("--loop", action="store_true", help="end by flying back into the first frame: the file repeats seamlessly")
+    g.add_argument("--colour-coherence", "--color-coherence", dest="colour_coherence",
+                   action=argparse.BooleanOptionalAction, default=ZoomSettings.colour_coherence,
+                   help="hold every frame's palette (CIELAB mean and spread) to the first dreamed frame's, so a long "
+                        "zoom keeps its colours (default on; --no-colour-coherence lets them drift)")
     g.add_argument("--size", metavar="WxH", help="WIDTHxHEIGHT: crop and scale the image to fill it, or the noise canvas (default 512x512)")
     _max_size(g)
     _model_options(p), _dream_options(p, iterations=ZOOM_ITERATIONS, schedules=True), _output_options(p), _quiet(p)
@@ -200,10 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("layers", help="list a model's layers and output shapes")
     _model_options(p)
 
-    p = commands.add_parser("metrics", help="flicker (warping error), sharpness and dream strength of a render against its source")
-    p.add_argument("source", help="the source clip")
-    p.add_argument("output", help="the dreamed clip")
+    p = commands.add_parser("metrics", help="flicker, sharpness, strength, burn and coverage of a render against its source",
+                            description="Measure a dreamed clip or still against its source: flicker (E_warp, clips "
+                                        "only), sharpness, strength, burn, pixel coverage and structure; with --model, "
+                                        "also the objective's gain and activation coverage in the network's own eyes.")
+    p.add_argument("source", help="the source clip, or the source picture of a still")
+    p.add_argument("output", help="the dreamed clip, or the dreamed still")
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
+    g = p.add_argument_group("the network's view (optional)")
+    g.add_argument("--model", help="measure objective gain and activation coverage with this backbone or .keras file, "
+                                   "e.g. samples/inception_v3_mixed5.keras")
+    g.add_argument("--weights", default="imagenet", help="imagenet, none (seeded random), or a weights file (default imagenet)")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--preset", choices=sorted(PRESETS), help="the objective, as the render's (default: the model's)")
+    which.add_argument("--layers", help="the objective as layers, e.g. mixed3=1.0,mixed5=1.0")
 
     p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
                             description="Run every [[job]] of a TOML manifest (format: the README's Batch section); rerun it to resume. "
@@ -361,6 +375,7 @@ def zoom_settings(opts: dict[str, Any], *, music=None):
     pan = parse_pan(opts["pan"])
     pan = (pan[0] if opts.get("pan_x") is None else opts["pan_x"], pan[1] if opts.get("pan_y") is None else opts["pan_y"])
     return ZoomSettings(zoom=opts["zoom"], rotate=opts["rotate"], pan=pan, fps=fps,
-                        dream_every=opts["dream_every"], loop=opts["loop"], max_size=opts["max_size"],
+                        dream_every=opts["dream_every"], loop=opts["loop"], colour_coherence=opts["colour_coherence"],
+                        max_size=opts["max_size"],
                         size=None if opts["size"] is None else parse_size(opts["size"]), iterations=opts["iterations"],
                         **({} if frames is None else {"frames": frames}))

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .audio import Features, Music, analyse
+from .colour import lab_stats, match_colour
 from .dream import Dreamer
 from .errors import SettingsError
 from .guide import guide_record
@@ -26,6 +27,8 @@ JITTER = 64  # px: each dream sees the frame rolled by a random offset (see _dre
 CANVAS = (512, 512)  # (width, height) of a render started from noise when no --size is given
 LOOP_FADE = 0.3  # share of a loop's frames over which its first frame is faded back in
 LOOP_BAND = 0.25  # soft band of mirrored border around the faded-in first frame, as a share of its short side
+ZOOM_STEP = 3.0  # a zoom frame's step over a still's: the one step per octave must give back the detail the
+# camera's magnification smeared since the last frame (at 1x, sharpness falls to 0.6 of the first frame's in 48)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class ZoomSettings:
     max_size: int | None = None  # downscale so the long side is at most this
     iterations: int = ZOOM_ITERATIONS  # per octave and dreamed frame
     pan_scale: float = 1.0  # the pan's pixels are of a frame this many times as large (a preview's smaller frame)
+    colour_coherence: bool = True  # hold each dreamed frame's CIELAB mean and spread to the first one's
 
     def __post_init__(self) -> None:
         if isinstance(self.pan, (tuple, list)) and len(self.pan) == 2:
@@ -281,16 +285,17 @@ def loop_seam(frames: Sequence[np.ndarray]) -> tuple[float, float]:
 
 
 def _dream(dreamer: Dreamer, frame: np.ndarray, *, seed: int, iterations: int,
-           carried: bool, strength: float | None = None) -> tuple[np.ndarray, float]:
-    """Dream `frame` rolled by a seeded random offset (wrapping round), then roll it back. A `carried` frame holds
-    earlier dreams: all of its detail returns at each octave, or each frame would soften the next.
+           carried: bool, strength: float) -> tuple[np.ndarray, float]:
+    """Dream `frame` rolled by a seeded random offset (wrapping round), then roll it back, with ZOOM_STEP times a
+    still's step at `strength`. A `carried` frame holds earlier dreams: all of its detail returns at each octave,
+    or each frame would soften the next.
 
     The zoom's centre is a fixed point: whatever the network paints in step with its stride grid lands on the same
     pixels frame after frame there and smears outwards into a radial star. A fresh offset per frame breaks that.
     """
     shift = tuple(int(v) for v in np.random.default_rng(seed).integers(0, JITTER, 2))
-    result = dreamer.dream(np.roll(frame, shift, axis=(0, 1)), seed=seed, iterations=iterations, strength=strength,
-                           reinject=1.0 if carried else None)
+    result = dreamer.dream(np.roll(frame, shift, axis=(0, 1)), seed=seed, iterations=iterations,
+                           strength=ZOOM_STEP * strength, reinject=1.0 if carried else None)
     return np.roll(result.frame, (-shift[0], -shift[1]), axis=(0, 1)), result.loss
 
 
@@ -324,6 +329,7 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
                 total=zoom.frames, progress=progress) as render, kept_weights(dreamer):
         prev = render.previous()
         first = render.load(0) if render.done else None  # the loop's tail fades frame 0 back in
+        palette = None if first is None else lab_stats(first)
         for index in range(render.done, zoom.frames):
             frame = start if prev is None else camera.step(prev, index)
             loss = None
@@ -333,10 +339,12 @@ def render_zoom(source: str | None, output: str, *, dreamer: Dreamer, zoom: Zoom
                     dreamer.reweight(weights[index])
                 frame, loss = _dream(dreamer, frame, seed=run.seed + index, iterations=zoom.iterations,
                                      carried=prev is not None, strength=float(strengths[index]))
+                if palette is not None and zoom.colour_coherence:  # the frames between are the camera move alone
+                    frame = match_colour(frame, palette)
                 dream_seconds += time.perf_counter() - tick
                 dreamed += 1
             if first is None:
-                first = frame
+                first, palette = frame, lab_stats(frame)
             frame = loop_blend(frame, first, index=index, zoom=zoom, camera=camera)
             render.emit(index, frame, loss)
             prev = frame

@@ -422,8 +422,8 @@ def test_join_copies_the_segments_and_adds_the_audio(tmp_path: Path) -> None:
 
 
 def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
-    pan_clip(tmp_path / "long.mp4", frames=48, size=160)
-    path = write_manifest(tmp_path, '[[job]]\ninput = "long.mp4"\noutput = "out.mp4"\niterations = 4\n')
+    pan_clip(tmp_path / "long.mp4", frames=24)
+    path = write_manifest(tmp_path, '[[job]]\ninput = "long.mp4"\noutput = "out.mp4"\niterations = 2\n')
     frames = tmp_path / "out.mp4.ddwork" / "frames"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     batch = subprocess.Popen([sys.executable, "-m", "ddvideo.cli", "batch", str(path), "-q"], cwd=ROOT, env=env,
@@ -436,15 +436,15 @@ def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
         os.killpg(batch.pid, signal.SIGKILL)  # the batch and its worker, mid-render
         batch.wait()
     kept = finished_frames(frames)
-    assert 3 <= kept < 48 and not (tmp_path / "out.mp4").exists()
+    assert 3 <= kept < 24 and not (tmp_path / "out.mp4").exists()
     assert json.loads((tmp_path / "jobs.summary.json").read_text())["jobs"][0]["status"] == "pending"
 
     (resumed,) = run_batch(load_manifest(path)).results
-    assert (resumed.status, resumed.frames, resumed.dreamed) == ("done", 48, 48 - kept)
-    assert len(decode(tmp_path / "out.mp4")) == 48 and not frames.parent.exists()
+    assert (resumed.status, resumed.frames, resumed.dreamed) == ("done", 24, 24 - kept)
+    assert len(decode(tmp_path / "out.mp4")) == 24 and not frames.parent.exists()
 
     (again,) = run_batch(load_manifest(path)).results
-    assert (again.status, again.frames, again.dreamed) == ("skipped", 48, 0)
+    assert (again.status, again.frames, again.dreamed) == ("skipped", 24, 0)
 
 
 def kill_the_holder_once(work: Path, done: threading.Event, killed: list[int]) -> None:
@@ -488,15 +488,19 @@ def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path)
     assert result.retries == ("its worker process (CPU) was killed by SIGKILL",)
 
 
-def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance with one CPU (one worker actor) for the Ray tests: starting Ray takes seconds."""
     ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path, local_ray) -> None:
     pan_clip(tmp_path / "in.mp4", frames=24)
     path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        result, _ = run_killing_a_worker_once(path, ray="auto")
-    finally:
-        ray.shutdown()
+    result, _ = run_killing_a_worker_once(path, ray="auto")
     assert re.fullmatch(r"its Ray worker \(\S+\) died; Ray restarted the worker and it resumed from its frames",
                         result.retries[0]), result.retries
 
@@ -513,8 +517,7 @@ def test_a_job_another_render_holds_is_running_elsewhere(tmp_path: Path, clip: P
     assert format_summary(summary).endswith(f"1 jobs: 1 running elsewhere; results in {summary.path}")
 
 
-def test_batch_on_a_local_ray_instance(tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
+def test_batch_on_a_local_ray_instance(tmp_path: Path, local_ray) -> None:
     pan_clip(tmp_path / "a.mp4", frames=8)
     path = write_manifest(tmp_path, """
 [[job]]
@@ -526,11 +529,7 @@ input = "a.mp4"
 output = "b.out.mkv"
 iterations = 2
 """)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # one worker actor, both jobs in turn
-    try:
-        summary = run_batch(load_manifest(path), ray="auto")
-    finally:
-        ray.shutdown()
+    summary = run_batch(load_manifest(path), ray="auto")  # one worker actor, both jobs in turn
     assert [(r.status, r.frames) for r in summary.results] == [("done", 8), ("done", 8)], summary.results
     assert [r.loads for r in summary.results] == [1, 0]  # the actor kept the network for the second job
     assert all(r.where for r in summary.results)  # the node each ran on

@@ -20,7 +20,7 @@ from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import DDVideoError, LockedError
 from ddvideo.flow import FlowSettings
-from ddvideo.media import VideoReader, VideoWriter, check_unlocked, ffmpeg_exe, probe_video, read_image
+from ddvideo.media import VideoReader, VideoWriter, check_unlocked, ffmpeg_exe, probe_video, read_image, write_image
 from ddvideo.media.lock import LOCK_NAME
 from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
@@ -519,8 +519,9 @@ def test_metrics_command(clips, reference, tmp_path, capsys):
     assert main(["metrics", str(clips["pan"]), str(out)]) == 0
     printed = capsys.readouterr()
     # flicker is never printed alone: sharpness and strength stand beside it
-    assert printed.err == "" and re.fullmatch(r"E_warp \d+\.\d{6}\nsharpness \d+\.\d\d \(source \d+\.\d\d\)\n"
-                                              r"strength \d+\.\d\d\n", printed.out), printed.out
+    assert printed.err == "" and re.match(r"E_warp \d+\.\d{6}\nsharpness \d+\.\d\d \(source \d+\.\d\d\)\n"
+                                          r"strength \d+\.\d\d\nburn \d+\.\d\d %.*\npixel coverage 0\.\d{3} .*\n"
+                                          r"structure [01]\.\d{4}\n$", printed.out), printed.out
     expected = warping_error(decode(clips["pan"]), decode(out))
     assert float(printed.out.split()[1]) == pytest.approx(expected, abs=1e-6)
     dreamed, source = decode(out), decode(clips["pan"])
@@ -532,6 +533,30 @@ def test_metrics_command(clips, reference, tmp_path, capsys):
     for argv in ([str(clips["pan"]), str(clips["silent"])], [str(clips["pan"]), str(tmp_path / "nope.mp4")]):
         assert main(["metrics", *argv]) == 1
         one_error_line(capsys.readouterr().err)
+
+
+def test_metrics_of_a_still_in_pixels_and_in_the_networks_eyes(inception, tmp_path, capsys):
+    from ddvideo.metrics import burn, objective_gain, pixel_coverage
+    from ddvideo.objective import objective_map
+
+    source = textured_image(112, 144, seed=5)
+    out = source.copy()
+    out[30:60, 40:90] = (255, 0, 255)  # one patch pushed far: a burn, in one spot
+    write_image(str(tmp_path / "source.png"), source), write_image(str(tmp_path / "out.png"), out)
+    argv = ["metrics", str(tmp_path / "source.png"), str(tmp_path / "out.png")]
+    assert main([*argv, "--model", "inception_v3", "--weights", "none", "--layers", SMALL_LAYERS]) == 0
+    printed = capsys.readouterr().out
+    value = dict(re.match(r"([A-Za-z_ ]+?) x?([\d.]+)", line).groups() for line in printed.splitlines())
+    assert "E_warp" not in value  # a still has no flicker
+    assert float(value["burn"]) == pytest.approx(100 * burn(out, source), abs=0.005) and float(value["burn"]) > 3
+    assert float(value["pixel coverage"]) == pytest.approx(pixel_coverage(out, source), abs=5e-4)
+    assert float(value["pixel coverage"]) < 0.2  # the change sits in one spot
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS))
+    gain = objective_gain(objective_map(dreamer, out), objective_map(dreamer, source))
+    assert float(value["objective gain"]) == pytest.approx(gain, abs=0.005)
+    assert main(argv) == 0 and "objective gain" not in capsys.readouterr().out  # the network's view needs --model
+    assert main(["metrics", str(tmp_path / "source.png"), str(tmp_path / "clip.mp4")]) == 1
+    one_error_line(capsys.readouterr().err, "a still with its source picture or a clip with its source clip")
 
 
 def test_encoding_options_may_change_on_resume_and_user_work_dir_is_kept(tmp_path, inception):

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import SMALL_LAYERS, Interrupt, one_error_line, textured_image
 from ddvideo.cli import main
+from ddvideo.colour import lab_stats
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import SettingsError
 from ddvideo.media import VideoReader, read_image, write_image
@@ -100,6 +101,26 @@ def test_dream_every_fills_between_with_the_pure_camera_move(dreamer, tmp_path):
     for i in range(1, 8):
         moved = zoom.step(frames[i - 1])
         assert np.array_equal(frames[i], moved) == (i % 3 != 0), i  # dreamed frames differ from the move alone
+
+
+def test_colour_coherence_holds_the_palette_of_a_long_zoom(dreamer, tmp_path):
+    """A start whose centre is another colour than its edges: flying in, the view fills with the centre's colour
+    and the dream tints it on; colour coherence holds every frame to frame 0's CIELAB mean and spread."""
+    start = textured_image(SIZE[1], SIZE[0], seed=3)
+    start[28:84, 36:92] = np.clip(start[28:84, 36:92] * [0.3, 0.6, 1.4], 0, 255).astype(np.uint8)  # a blue centre
+    write_image(str(tmp_path / "start.png"), start)
+    drift = {}
+    for on in (True, False):
+        out = tmp_path / f"on{on}"
+        render_zoom(str(tmp_path / "start.png"), str(out), dreamer=dreamer,
+                    zoom=ZoomSettings(frames=40, zoom=1.06, colour_coherence=on))
+        frames = frames_of(out)
+        first = lab_stats(frames[0])
+        drift[on] = max(lab_stats(f).distance(first) for f in frames[1:])
+        spread = np.array([lab_stats(f).spread(first) for f in frames[1:]])
+        if on:
+            assert np.all(np.abs(np.log(spread)) < np.log(1.1)), spread
+    assert drift[True] < 1.5 < 6 < drift[False], drift
 
 
 def test_loop_ends_one_camera_step_before_its_start(dreamer, tmp_path):
