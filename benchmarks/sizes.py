@@ -1,4 +1,4 @@
-"""One dream at every size: the same picture dreamed at a long side of 376 px and of 4x that.
+"""One dream at every size: the same picture dreamed at a long side of 640 px (the default base size) and of 4x that.
 
 Reports, for the default anchored pyramid and for the Keras example's (octaves from the frame's own size): the
 dream strength (mean |out - source|) at each size and their ratio, and the correlation of the two dream residuals
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--picture", default=str(ROOT / "samples" / "coffee.png"))
     p.add_argument("--preset", default="tutorial")
     p.add_argument("--precision", default="bfloat16")
-    p.add_argument("--small", type=int, default=376)
+    p.add_argument("--small", type=int, default=640, help="the small size's long side (default 640, the base size)")
+    p.add_argument("--pyramids", default="anchored,keras", help="which pyramids: anchored (the default), keras")
     p.add_argument("--strips", help="folder for a PNG of each pair (small, large scaled down)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "sizes-results.md"))
     args = p.parse_args(argv)
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     photo = read_image(args.picture)
     small, large = at(photo, args.small), at(photo, 4 * args.small)
     rows = []
-    for name, base in (("anchored at the base size (default)", None),
-                       ("octaves from the frame's size (Keras example)", 0)):
+    pyramids = {"anchored": ("anchored at the base size (default)", None),
+                "keras": ("octaves from the frame's size (Keras example)", 0)}
+    for name, base in (pyramids[key] for key in args.pyramids.split(",")):
         row, pair = compare(Dreamer(loaded, DreamSettings(layers=args.preset, precision=args.precision,
                                                           base_size=base)), small, large)
         rows.append(f"| {name} | {row['small']:.2f} | {row['large']:.2f} | {row['ratio']:.2f} | {row['corr']:.2f} | "

@@ -35,7 +35,7 @@ class Recipe:
     # keeps the picture's sharpest highlights for the network to burn), 0 resizes the dream itself (tutorial)
     loss: str  # "square": mean of squared activations (Keras); "mean": mean activation (tutorial)
     octave_scale: float
-    base_size: int  # long side the octaves are anchored at; 0 = the frame's own size and the octaves below it
+    base_size: int  # long side the look is set at (octave_shapes); 0 = the frame's own size and the octaves below it
     max_loss: float | None = None  # stop an octave once the loss passes this
     border: int = 2  # activation pixels dropped on each side: edges of the receptive field dream badly
 
@@ -48,21 +48,20 @@ RECIPES = {
     "tutorial": Recipe(normalize="std", step=0.01, clip=True, reinject=0.0, loss="mean", octave_scale=1.3,
                        base_size=0, border=0),
     # The default: the tutorial's ascent (clipped every step, so no spot can burn; the mean activation, which every
-    # position raises alike; the whole picture dreamed, no border) on the anchored pyramid that gives one look at
-    # every size, with half of the detail lost by shrinking put back at each octave so the picture keeps its own.
-    # Real weights, 6 pictures at 400 px (benchmarks/still-look-results.md): it covers the picture as the tutorial
-    # does, with less burn. Re-injecting none (0.0) softened the picture (grass: sharpness 0.69 of the source against
-    # 0.90); a step of 0.0125 burned more than the tutorial (the face: 1.20 % of pixels against 0.86 %).
+    # position raises alike; no border) on the anchored pyramid (one look at every size above 640 px), with half of
+    # the detail lost by shrinking put back at each octave so the picture keeps its own. Real weights
+    # (benchmarks/still-look-*.md): it covers the picture as the tutorial does, with less burn. Re-injecting none
+    # softened grass (sharpness 0.69 of the source against 0.90); step 0.0125 burned more than the tutorial (the
+    # face: 1.20 % of pixels against 0.86 %); anchored at 384, a 640 px picture read x1.32-1.36 (tutorial x3.53-3.55).
     "cover": Recipe(normalize="std", step=0.01, clip=True, reinject=0.5, loss="mean", octave_scale=1.3,
-                    base_size=384, border=0),
+                    base_size=640, border=0),
 }
 RECIPE = "cover"  # the default
 # With an anchored pyramid, the l2 step is scaled by sqrt(octave pixels / this), so it moves each pixel as far
 # at every size as the Keras example's step moves the pixels of a 512x384 picture.
 STEP_REFERENCE_PIXELS = 512 * 384
-# Octaves above the base size take one step per DETAIL_SHARE iterations: with as many steps as the look octaves,
-# a 1504 px picture came out 1.8x as strong as the same picture at 376 px (coffee.png, tutorial objective, real
-# weights); with one step each, 1.19x, its dream correlating at 0.77 with the small one's (0.03 at base size 0).
+# Octaves above the base size take one step per DETAIL_SHARE iterations: with as many steps as the look octaves, a
+# 4x larger picture came out 1.8x as strong (coffee.png, base 384, real weights); with one step each, 1.19x.
 DETAIL_SHARE = 30
 
 
@@ -154,9 +153,12 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
                   base_size: int = 0) -> list[tuple[int, int]]:
     """Octave sizes smallest first; octaves smaller than the model can take are dropped.
 
-    base_size 0: the Keras example's pyramid, the frame and `octaves - 1` sizes below it. Otherwise the long sides
-    are base_size * scale**k from k = 1 - octaves up to the frame's own size, which stands in for the rung nearest
-    it: every frame of one shape gets its coarse octaves at the same fractions of the picture.
+    base_size 0: the Keras example's pyramid, the frame and `octaves - 1` sizes below it. Otherwise the octaves'
+    long sides are rungs base_size * scale**k, and the frame's own size stands in for the rung nearest it. A frame
+    above the base size takes every rung from k = 1 - octaves up: its look is set where a base-size picture's is,
+    at the same fractions of the picture, and the rungs above only add detail (one look at every size). A frame up
+    to the base size takes the `octaves - 1` rungs just below it: it dreams at its own scale, as the tutorial does,
+    and frames of one shape still share their octaves.
     """
     if min(height, width) < min_side:
         raise SettingsError(
@@ -165,7 +167,9 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
         )
     if base_size:
         long = max(height, width)
-        rungs = [base_size * scale**k for k in range(1 - octaves, 64) if base_size * scale**k < long / math.sqrt(scale)]
+        below = [base_size * scale**k for k in range(-64, 64) if base_size * scale**k < long / math.sqrt(scale)]
+        rungs = [r for r in below if r >= base_size * scale ** (1 - octaves) * (1 - 1e-9)]
+        rungs = below[len(below) - (octaves - 1):] if len(rungs) < octaves - 1 and octaves > 1 else rungs
         shapes = [(round(height * r / long), round(width * r / long)) for r in rungs] + [(height, width)]
     else:
         shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)][::-1]

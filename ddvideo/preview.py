@@ -10,9 +10,9 @@ from .video import ClipSettings
 from .zoom import ZoomSettings
 
 PREVIEW_SECONDS = 3.0
-# Long side of a preview. Above the dream's base size (384), so a preview has every octave that sets the look and
-# shows the dream the full render will show, only with less fine detail.
-PREVIEW_SIZE = 480
+# Long side of a preview: the dream's base size (640), so a preview has every octave that sets the look and shows
+# the dream a larger render will show, only with less fine detail (a render up to this size is previewed at its own).
+PREVIEW_SIZE = 640
 
 
 def preview_path(output: str) -> str:

@@ -153,8 +153,8 @@ def test_strength_knob_extremes(inception):
 def test_preview_renders_small_and_elsewhere(tmp_path, capsys):
     from test_video import write_clip  # noqa: PLC0415  (the video tests' clip writer)
 
-    big = textured_image(360, 640 + 24 * 4, seed=1)
-    clip = write_clip(tmp_path / "wide.mp4", [np.ascontiguousarray(big[:, 4 * t : 4 * t + 640]) for t in range(24)])
+    big = textured_image(288, 768 + 24 * 4, seed=1)
+    clip = write_clip(tmp_path / "wide.mp4", [np.ascontiguousarray(big[:, 4 * t : 4 * t + 768]) for t in range(24)])
     out, work = tmp_path / "dream.mp4", tmp_path / "dream.mp4.ddwork"
     work.mkdir()
     (work / "note.txt").write_text("an earlier render's folder")
