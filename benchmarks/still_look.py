@@ -13,6 +13,7 @@ view: blur cannot fake them), pixel coverage, burn, strength, structure, and sha
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -74,16 +75,11 @@ def measure(dreamer: Dreamer, photo: np.ndarray, seed: int = 0) -> tuple[dict, n
     tick = time.perf_counter()
     out = dreamer.dream(photo, seed=seed).frame
     seconds = time.perf_counter() - tick
-    src_map, out_map = objective_map(dreamer, photo), objective_map(dreamer, out)
+    look = metrics.measure_look(out, photo, energy=functools.partial(objective_map, dreamer))
     return {
-        "gain": metrics.objective_gain(out_map, src_map),
-        "act_cov": metrics.activation_coverage(out_map, src_map),
-        "pix_cov": metrics.pixel_coverage(out, photo),
-        "burn": 100 * metrics.burn(out, photo),
-        "strength": metrics.strength(out, photo),
-        "structure": metrics.structure(out, photo),
-        "sharp": metrics.sharpness(out) / metrics.sharpness(photo),
-        "seconds": seconds,
+        "gain": look.gain, "act_cov": look.activation_coverage, "pix_cov": look.pixel_coverage,
+        "burn": 100 * look.burn, "strength": look.strength, "structure": look.structure,
+        "sharp": look.sharpness / look.source_sharpness, "seconds": seconds,
     }, out
 
 

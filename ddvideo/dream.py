@@ -168,8 +168,8 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
     if base_size:
         long = max(height, width)
         below = [base_size * scale**k for k in range(-64, 64) if base_size * scale**k < long / math.sqrt(scale)]
-        rungs = [r for r in below if r >= base_size * scale ** (1 - octaves) * (1 - 1e-9)]
-        rungs = below[len(below) - (octaves - 1):] if len(rungs) < octaves - 1 and octaves > 1 else rungs
+        look = [r for r in below if r >= base_size * scale ** (1 - octaves) * (1 - 1e-9)]
+        rungs = look if len(look) >= octaves - 1 else below[-(octaves - 1):]
         shapes = [(round(height * r / long), round(width * r / long)) for r in rungs] + [(height, width)]
     else:
         shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)][::-1]
