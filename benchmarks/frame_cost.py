@@ -25,12 +25,13 @@ from ddvideo.dream import Dreamer, DreamSettings  # noqa: E402
 from ddvideo.media import VideoReader  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 from ddvideo.transforms import grid_canvas  # noqa: E402
-from ddvideo.video import VIDEO_ITERATIONS, frame_detail  # noqa: E402
+from ddvideo.video import VIDEO_ITERATIONS, top_up  # noqa: E402
 
 CONFIGS = {
-    "cover, look at 384 px": DreamSettings(layers="keras", base_size=384),
-    "cover, look at 640 px (default)": DreamSettings(layers="keras"),
-    "keras recipe, look at 384 px": DreamSettings(layers="keras", recipe="keras", base_size=384),
+    "cover, look at 384 px": DreamSettings(layers="keras", iterations=VIDEO_ITERATIONS, base_size=384),
+    "cover, look at 640 px (default)": DreamSettings(layers="keras", iterations=VIDEO_ITERATIONS),
+    "keras recipe, look at 384 px": DreamSettings(layers="keras", iterations=VIDEO_ITERATIONS, recipe="keras",
+                                                  base_size=384),
 }
 
 
@@ -41,15 +42,15 @@ def main(rounds: int = 3) -> None:
     dreamers = {name: Dreamer(loaded, settings) for name, settings in CONFIGS.items()}
     grid = next(iter(dreamers.values())).grid
     canvas = [grid_canvas(f, offset=np.zeros(2), grid=grid)[0] for f in frames]
-    top_up = dict(iterations=VIDEO_ITERATIONS, detail=frame_detail(30), reinject=1.0)
-    for dreamer in dreamers.values():
-        dreamer.dream(canvas[0], **top_up)  # traces outside the timing
+    options = {name: top_up(dreamer.settings) for name, dreamer in dreamers.items()}
+    for name, dreamer in dreamers.items():
+        dreamer.dream(canvas[0], **options[name])  # traces outside the timing
     times = {name: [] for name in dreamers}
     for _ in range(rounds):
         for frame in canvas:
             for name, dreamer in dreamers.items():
                 tick = time.perf_counter()
-                dreamer.dream(frame, **top_up)
+                dreamer.dream(frame, **options[name])
                 times[name].append(time.perf_counter() - tick)
     for name, values in times.items():
         octaves = [max(s) for s in dreamers[name].octaves(*canvas[0].shape[:2])]

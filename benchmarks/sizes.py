@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=str(ROOT / "samples" / "inception_v3_mixed5.keras"))
     p.add_argument("--picture", default=str(ROOT / "samples" / "coffee.png"))
     p.add_argument("--preset", default="tutorial")
-    p.add_argument("--precision", default="bfloat16")
+    p.add_argument("--precision", default="auto", help="the network's dtype (auto: this machine's fastest)")
     p.add_argument("--small", type=int, default=640, help="the small size's long side (default 640, the base size)")
     p.add_argument("--pyramids", default="anchored,keras", help="which pyramids: anchored (the default), keras")
     p.add_argument("--strips", help="folder for a PNG of each pair (small, large scaled down)")

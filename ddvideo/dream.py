@@ -257,10 +257,8 @@ class Dreamer:
     # -- public -----------------------------------------------------------------------------------
     def sharing(self, loaded: LoadedModel, settings: DreamSettings) -> "Dreamer | None":
         """A dreamer for `loaded` and `settings` that reuses this one's network and compiled graphs, or None where
-        they need their own: another network, or settings that differ in more than RUNTIME_SETTINGS.
-
-        `loaded` may differ in its description only (a seed that random weights alone would use). Traces made
-        for it count in this dreamer's trace_count.
+        they need their own: another network, or settings that differ in more than RUNTIME_SETTINGS. `loaded` may
+        differ in its description only (a seed random weights alone would use); its traces count in trace_count.
         """
         settings = replace(settings, precision=resolve_precision(settings.precision)).resolved()
         runtime = {name: getattr(settings, name) for name in self.RUNTIME_SETTINGS}
@@ -282,21 +280,23 @@ class Dreamer:
         self.term_weights.assign([float(w) for w in weights])
 
     def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
-              strength: float | None = None, detail: float = 1.0, reinject: float | None = None) -> DreamResult:
+              strength: float | None = None, detail: float = 1.0, reinject: float | None = None,
+              top_up: bool = False, step_map: np.ndarray | None = None) -> DreamResult:
         """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
         x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail,
-                                    reinject=reinject)
+                                    reinject=reinject, top_up=top_up, step_map=step_map)
         return DreamResult(to_uint8(x), float(loss))
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
                      strength: float | None = None, detail: float = 1.0,
-                     reinject: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                     reinject: float | None = None, top_up: bool = False,
+                     step_map: np.ndarray | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device.
 
-        `iterations` and `strength` replace the settings' for this call without recompiling. `detail` scales the
-        step of the octaves above the base size: a video frame, which tops up a dream carried from a still, takes
-        the share of a still's detail step that its iterations are of the still's. `reinject` replaces the
-        recipe's share of re-injected detail: a frame topped up from a carried dream keeps all of its own.
+        Inputs of the compiled dream, so none recompiles: `iterations` and `strength` replace the settings'.
+        `detail` scales the step of octaves that only add detail (above the base size; with `top_up`, the frame's
+        own too, below coarser ones that keep the look its init already holds: a video frame). `reinject` replaces the recipe's share of
+        re-injected detail. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
@@ -309,6 +309,8 @@ class Dreamer:
             tf.constant(seed, tf.int32),
             tf.constant(detail, tf.float32),
             tf.constant(self.recipe.reinject if reinject is None else reinject, tf.float32),
+            tf.constant(top_up, tf.bool),
+            tf.ones([height, width, 1]) if step_map is None else tf.convert_to_tensor(step_map[..., None], tf.float32),
         )
 
     def octaves(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -318,7 +320,7 @@ class Dreamer:
                              base_size=s.base_size)
 
     # -- graph ------------------------------------------------------------------------------------
-    def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject):
+    def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject, top_up, step_map):
         self.trace_count += 1
         shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
         # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
@@ -330,12 +332,12 @@ class Dreamer:
         for index, shape in enumerate(shapes):
             img = resize(img, shape)
             steps, octave_step = iterations, step * self._step_scale(shape)
-            if self._adds_detail(shape):  # a step per 30 iterations: sharpens what the coarser octaves dreamed
-                steps = (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE
-                # a video frame takes a share of it (`detail`), so a clip's fine detail grows as fast as a still's:
-                # a whole step per frame sharpened a pan to 1.2-1.3x the same dream filmed still, and its flicker
-                # with it. A zoom keeps whole steps: its frames are resampled and need them to stay sharp.
-                octave_step *= detail
+            # a step per 30 iterations sharpens what the coarser octaves dreamed; a video frame takes a share of it
+            # (`detail`): whole steps sharpened a pan to 1.2-1.3x the dream filmed still, and its flicker with it
+            adds = self._adds_detail(shape) or (top_up if index == len(shapes) - 1 > 0 else False)
+            steps = tf.where(adds, (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE, iterations)
+            octave_step = tf.where(adds, octave_step * detail, octave_step)
+            octave_step = octave_step * tf.image.resize(step_map, shape)  # (h, w, 1): the step at each pixel
             img, loss = self._ascend(img, steps, octave_step, max_loss, seed * 16 + index)
             # re-inject (the recipe's share of) the detail that shrinking the original lost at this scale
             same_size = resize(original, shape)
@@ -350,14 +352,14 @@ class Dreamer:
         return math.sqrt(shape[0] * shape[1] / STEP_REFERENCE_PIXELS)
 
     def _adds_detail(self, shape: tuple[int, int]) -> bool:
-        """Whether an octave stands for a rung above the base size, where it only adds finer detail to the look set
-        below. A frame up to sqrt(scale) times the base size stands in for the base rung itself (octave_shapes):
-        it sets the look with all its iterations, as a frame at the base size would."""
+        """Whether an octave stands for a rung above the base size, where it only adds detail to the look set below
+        (a frame up to sqrt(scale) times the base size stands in for the base rung itself: octave_shapes)."""
         s = self.settings
         return bool(s.base_size) and max(shape) > s.base_size * math.sqrt(s.octave_scale)
 
     def _ascend(self, img, iterations, step, max_loss, seed):
-        """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss."""
+        """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss; `step` is a
+        (h, w, 1) step at each pixel."""
         float16 = self.settings.precision == "float16"
 
         def cond(i, img, loss, done, backoff):
@@ -401,16 +403,14 @@ class Dreamer:
 
     def _gradients(self, img, seed, backoff):
         """(loss, d loss / d img) for one (H, W, 3) image, tile by tile when it is larger than the tile size."""
-        height, width = int(img.shape[0]), int(img.shape[1])
         tile = self.settings.tile_size
-        if not tile or (height <= tile and width <= tile):
+        if not tile or (int(img.shape[0]) <= tile and int(img.shape[1]) <= tile):
             return self._network_gradients(img, backoff)
         return self._tiled_gradients(img, seed, tile, backoff)
 
     def _piece_gradients(self, img, backoff):
         """(loss, d loss / d img) of one untiled (h, w, 3) image; the gradient is float32 whatever the network's dtype."""
-        # The loss is a mean over thousands of activations per pixel row: in float16 its gradient underflows
-        # to zero unless the loss is scaled up by about the pixel count first (and the gradient back down).
+        # in float16 the mean loss's gradient underflows unless the loss is scaled up by about the pixel count first
         pixels = tf.cast(tf.shape(img)[0] * tf.shape(img)[1], tf.float32)
         scale = pixels * backoff if self.settings.precision == "float16" else None
         with tf.GradientTape() as tape:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Mapping
 
+import cv2
 import numpy as np
 
 from .audio import Features, Music, analyse
@@ -23,19 +24,25 @@ from .schedule import DreamSchedule, check_range, frame_values, kept_weights
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
-# previous dream, so each frame only tops it up. With the hold (FlowSettings.hold), the share decides how fast the
-# dream regrows where the flow brought none, more than how strong it is: on a 48-frame sub-pixel pan over
-# samples/coffee.png (real weights; strength / a still dream of the first frame), share 0.1 gave 1.00, 0.15 1.02,
-# 0.25 1.03, with sharpness and flicker rising a little with it (benchmarks/flicker-results.md).
+# previous dream, so each frame only tops it up (its own octave only adds detail: `top_up`). On a 48-frame
+# sub-pixel pan over samples/coffee.png (real weights, `cover`; sharpness / strength / E_warp against the dream
+# filmed still), share 0.25 gave 1.23 / 1.00 / 1.34 over 24 frames, 0.1 1.19 / 0.93 / 1.26, 0.05 1.17 / 0.90 / 1.23
+# (benchmarks/flicker-results.md).
 VIDEO_ITERATIONS = 2
-VIDEO_STEP_SHARE = 0.25
+VIDEO_STEP_SHARE = 0.1
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
-# back at once); one stronger fades to it (flow.blend_init). 4 since the cover recipe: its per-pixel step grows
-# the dream back more slowly than the earlier L2 step, and at 2 a random-weight pan fell to 0.88 of the first
-# frame's strength over its second half (test_video.py); not yet re-measured with real weights.
-HOLD_GAIN = 4.0
-HOLD_BOOST = 4.0
+# back at once); one stronger fades to it (flow.blend_init). Within the frame, the step is larger again where the
+# carried dream is locally (a Gaussian of LOCAL_SIGMA px) weaker than LOCAL_FLOOR of that strength, by
+# (floor / local) ** HOLD_GAIN, at most HOLD_BOOST times: new content at the edges of a pan, or behind a moving
+# object, grows its dream back while the rest takes the plain share. The floor sits below the quietest parts of
+# a still (its 1st percentile: 0.6 of its mean). At most a whole still step (10 x the share), as 4 x 0.25 was
+# before the share fell to 0.1; gain 8, as at 4 a one-octave random-weight pan settled at 0.87 of its first frame's
+# strength (test_video.py holds it at 0.9 or more).
+HOLD_GAIN = 8.0
+HOLD_BOOST = 10.0
+LOCAL_SIGMA = 16.0
+LOCAL_FLOOR = 0.6
 CUT_SHARE = 0.5  # a frame with more of its pixels unreliable than this is a cut (is_cut)
 # With the hold, a chain whose source has gained or lost this factor of contrast since the strength it holds was
 # measured (a fade from black, a light switched on) measures it again on a still of the frame (reanchors).
@@ -101,6 +108,8 @@ def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dr
         if offset is None:
             return dreamer.dream(frame, seed=seed, **options)
         canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
+        if options.get("step_map") is not None:
+            options["step_map"] = grid_canvas(options["step_map"], offset=offset, grid=dreamer.grid)[0]
         try:
             result = dreamer.dream(canvas, seed=seed, **options)
         except SettingsError as err:
@@ -171,10 +180,20 @@ def reanchors(now: float, anchor: float | None) -> bool:
 
 
 def step_boost(carried: float, hold: float) -> float:
-    """Factor on a frame's step when its carried dream has `carried` strength and the chain holds `hold`."""
+    """Factor on a frame's whole step when its carried dream has `carried` strength and the chain holds `hold`."""
     if carried >= hold:
         return 1.0
     return HOLD_BOOST if carried <= 0 else min(HOLD_BOOST, (hold / carried) ** HOLD_GAIN)
+
+
+def step_map(init: np.ndarray, frame: np.ndarray, hold: float) -> np.ndarray:
+    """(H, W) factor on a frame's step at each pixel, for an init carrying the dream onto `frame` in a chain that
+    holds `hold`: 1 where the carried dream is locally (Gaussian of LOCAL_SIGMA px) at least LOCAL_FLOOR of the held
+    strength, rising as (floor / local) ** HOLD_GAIN to HOLD_BOOST where the flow brought none."""
+    residual = cv2.absdiff(init, frame).astype(np.float32).mean(axis=2)
+    local = cv2.GaussianBlur(residual, (0, 0), LOCAL_SIGMA)
+    floor = LOCAL_FLOOR * hold
+    return np.clip((floor / np.maximum(local, 1e-3 * floor)) ** HOLD_GAIN, 1.0, HOLD_BOOST).astype(np.float32)
 
 
 def is_cut(step: Motion) -> bool:
@@ -190,6 +209,15 @@ def frame_detail(iterations: int) -> float:
     its iterations are of the first frame's."""
     first = first_iterations(iterations)
     return iterations / first if first else 1.0
+
+
+def top_up(settings: DreamSettings, strength: float = 1.0) -> dict:
+    """Dreamer.dream's options for a frame whose init carries the previous dream, at `strength` times a frame's
+    share of a still's step: the coarse octaves top the look up, the frame's own octave only adds detail (a whole
+    look step there grew a crunchy texture finer than the still's, which flickered), and the init holds the fresh
+    frame's own detail, so all of it returns at each octave (reinject 1)."""
+    return {"strength": strength * VIDEO_STEP_SHARE, "top_up": True, "detail": frame_detail(settings.iterations),
+            "reinject": 1.0}
 
 
 def first_iterations(iterations: int) -> int:
@@ -273,10 +301,10 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
                         init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_frame,
                                           hold=target)
-                        share = VIDEO_STEP_SHARE * (step_boost(strength(init, frame), target) if flow.holds else 1.0)
-                        # the init holds the fresh frame's own detail: all of it returns at each octave (reinject 1)
-                        options = {"strength": float(strengths[t]) * share,
-                                   "detail": frame_detail(dreamer.settings.iterations), "reinject": 1.0}
+                        boost = step_boost(strength(init, frame), target) if flow.holds else 1.0
+                        options = top_up(dreamer.settings, float(strengths[t]) * boost)
+                        if flow.holds:
+                            options["step_map"] = step_map(init, frame, target)
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:

@@ -201,6 +201,22 @@ def test_zero_step_changes_nothing_but_resampling(inception):
     assert np.abs(out.astype(int) - image.astype(int)).max() <= 1
 
 
+def test_a_top_up_only_adds_detail_at_the_frames_own_octave(inception):
+    """A video frame's init already holds the look: with `top_up` its own octave takes the detail share of a step,
+    as an octave above the base size does, while the coarser ones dream as before. The flag is an input, not a
+    new graph, and a one-octave dream has nothing coarser to hold the look: there it changes nothing."""
+    image = textured_image(120, 120, seed=9)
+    two = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=3))
+    plain = [two.dream(image, detail=d).frame for d in (0.0, 1.0)]
+    topped = [two.dream(image, detail=d, top_up=True).frame for d in (0.0, 1.0)]
+    assert np.array_equal(*plain)  # a frame below the base size: `detail` alone touches none of its octaves
+    assert not np.array_equal(*topped)  # with `top_up`, its own octave is a detail octave
+    assert np.abs(topped[0].astype(int) - image).mean() > 0.5  # the coarser octave still dreamed
+    assert two.trace_count == 1
+    one = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=3))
+    assert np.array_equal(one.dream(image, top_up=True, detail=0.0).frame, one.dream(image).frame)
+
+
 def test_tiling_leaves_no_seams(inception):
     """Change per column averaged over rows: no peak or dip at the tile edges."""
     image = np.full((120, 460, 3), 128, np.uint8) + np.random.default_rng(0).integers(-20, 20, (120, 460, 3)).astype(np.uint8)

@@ -181,6 +181,20 @@ def test_hold_scales_a_carried_dream_stronger_than_the_chain_down_to_it():
     np.testing.assert_array_equal(off, prev_dream)
 
 
+def test_hold_clips_a_burned_speck_so_it_cannot_feed_on_itself():
+    source = prev_source = np.full((1, 4, 3), 100, np.uint8)
+    prev_dream = np.array([[[110, 90, 100], [100, 100, 100], [250, 0, 100], [100, 100, 104]]], np.uint8)
+    settings = FlowSettings(method="none", blend=0.0)
+    # dream +10 -10 0, 0, +150 -100 0, +4: each channel is clipped to HOLD_CAP (6) x the hold (10), then the
+    # whole is scaled to the hold where it is stronger on average (mean 164 / 12 = 13.7 -> 10)
+    held = coherent_init(source, prev_source, prev_dream, settings=settings, hold=10.0)
+    keep = 10.0 / ((10 + 10 + 60 + 60 + 4) / 12)
+    expected = np.rint(100 + keep * np.array([[[10, -10, 0], [0, 0, 0], [60, -60, 0], [0, 0, 4]]]))
+    np.testing.assert_array_equal(held, expected.astype(np.uint8))
+    off = coherent_init(source, prev_source, prev_dream, settings=replace(settings, hold=False), hold=10.0)
+    np.testing.assert_array_equal(off, prev_dream)  # without the hold the speck is carried as it is
+
+
 @pytest.mark.parametrize("method", ["dis", "farneback"])
 def test_coherent_init_carries_dream_along_motion(panned, method):
     a, b, big = panned

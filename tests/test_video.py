@@ -27,7 +27,7 @@ from ddvideo.models import resolve_precision
 from ddvideo.render import RunSettings
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, frame_detail,
-                           render_video, step_boost)
+                           render_video, step_boost, step_map)
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -161,15 +161,18 @@ def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer
     assert calls[0].get("iterations") == first and calls[0].get("strength") is None  # a still's dream
     share = dreamer.settings.strength * VIDEO_STEP_SHARE  # then a share of its step, more where the dream is weak
     assert all(kw.get("iterations") is None and share <= kw["strength"] <= HOLD_BOOST * share for kw in calls[1:])
+    assert all(np.all((1 <= kw["step_map"]) & (kw["step_map"] <= HOLD_BOOST)) for kw in calls[1:])
     detail = frame_detail(dreamer.settings.iterations)  # and a share of its detail step
     assert calls[0].get("detail", 1.0) == 1.0 and all(kw["detail"] == pytest.approx(detail) for kw in calls[1:])
+    # whose own octave only adds detail: the look is in the carried init
+    assert not calls[0].get("top_up") and all(kw["top_up"] for kw in calls[1:])
     assert (frame_detail(2), frame_detail(1), frame_detail(40), frame_detail(0)) == (2 / 30, 1 / 15, 1.0, 1.0)
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "fading"), dreamer=dreamer, flow=FlowSettings(hold=False))
-    assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # no hold: the share alone
+    assert all("step_map" not in kw for kw in calls[1:])  # no hold: the share alone
     calls.clear()
     render_video(str(clips["silent"]), str(tmp_path / "frames"), dreamer=dreamer, flow=FlowSettings(carry="frame"))
-    assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # the hold is for the carried residual
+    assert all("step_map" not in kw for kw in calls[1:])  # the hold is for the carried residual
 
 
 def test_a_cut_opens_a_new_chain_dreamed_as_a_still(dreamer, tmp_path, monkeypatch):
@@ -233,6 +236,23 @@ def test_step_boost_grows_the_dream_back_where_it_is_weak():
     assert step_boost(7.0, 8.0) == pytest.approx((8.0 / 7.0) ** HOLD_GAIN)
     assert step_boost(4.0, 8.0) == min(HOLD_BOOST, 2.0**HOLD_GAIN)
     assert step_boost(0.0, 8.0) == step_boost(0.1, 8.0) == HOLD_BOOST  # after a cut: as fast as allowed
+
+
+def test_the_step_map_grows_the_dream_back_where_the_flow_brought_none():
+    """A pan's new strip at the right edge carries no dream: it steps up to HOLD_BOOST times harder there, while
+    the rest, carried at the held strength (or a little under it, as a still's quieter parts are), takes the
+    plain share."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(60, 190, (96, 160, 3), dtype=np.uint8)
+    residual = rng.choice([-10, 10], frame.shape)  # strength 10 everywhere...
+    residual[:, :80] = residual[:, :80] * 0.75  # ...7.5 on the left half
+    residual[:, -40:] = 0  # and none in the new strip
+    init = (frame + residual).astype(np.uint8)
+    factors = step_map(init, frame, hold=10.0)
+    assert factors.shape == (96, 160) and factors.dtype == np.float32
+    assert np.all(factors[:, 10:110] == 1.0)  # carried: at least LOCAL_FLOOR of the hold, the plain share
+    assert np.all(factors[:, -12:] == HOLD_BOOST)  # nothing carried: as fast as allowed
+    assert np.all(np.diff(factors[48, 100:]) >= 0)  # rising into the strip
 
 
 def test_the_hold_keeps_the_first_frames_strength(clips, dreamer, tmp_path):
@@ -300,7 +320,8 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
     seen = []
 
     def spy(frame, *, offset, grid):
-        seen.append(np.array(offset))
+        if frame.ndim == 3:  # the frame (its step map, (H, W), goes on the same canvas)
+            seen.append(np.array(offset))
         return grid_canvas(frame, offset=offset, grid=grid)
 
     monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
