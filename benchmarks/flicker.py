@@ -2,12 +2,14 @@
 
 A photo panned by a known camera is the source. Dreamed once as a still (image defaults, at the base size that
 gives the first frame's pattern scale) and filmed by the same camera, it gives a video perfectly glued to the
-scene: its E_warp is the floor for that dream texture, and its sharpness what a video of that dream should keep. Each video mode renders the source, and the table gives, per
-mode: sharpness over the filmed still's, strength over a still dream of the first frame, E_warp over the filmed
-still's. Two clips: a sub-pixel pan over samples/coffee.png (each window cut from a 4x upscale and averaged down,
-so every frame is equally sharp), and samples/coffee_pan.mp4 (its own camera, from samples/make_samples.py).
+scene: its E_warp is the floor for that dream texture, and its sharpness what a video of that dream should keep.
+Each video mode renders the source, and the table gives, per mode: sharpness over the filmed still's, strength
+over a still dream of the first frame, E_warp over the filmed still's, and the drift toward spots. Clips:
+sub-pixel pans over samples/coffee.png and scikit-image photos (each window cut from a 4x upscale and averaged
+down, so every frame is about equally sharp), and samples/coffee_pan.mp4 (its own camera, from
+samples/make_samples.py).
 
-    .venv/bin/python benchmarks/flicker.py                # writes benchmarks/flicker-results.md (about 15 min on 2 cores)
+    .venv/bin/python benchmarks/flicker.py                # writes benchmarks/flicker-results.md (26 min on 2 cores)
     .venv/bin/python benchmarks/flicker.py --frames 24 --out -
 """
 
