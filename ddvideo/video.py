@@ -190,9 +190,11 @@ def step_map(init: np.ndarray, frame: np.ndarray, hold: float) -> np.ndarray:
     """(H, W) factor on a frame's step at each pixel, for an init carrying the dream onto `frame` in a chain that
     holds `hold`: 1 where the carried dream is locally (Gaussian of LOCAL_SIGMA px) at least LOCAL_FLOOR of the held
     strength, rising as (floor / local) ** HOLD_GAIN to HOLD_BOOST where the flow brought none."""
+    floor = LOCAL_FLOOR * hold
+    if floor <= 0:  # a chain that holds no dream (a zero step): nothing to grow back
+        return np.ones(frame.shape[:2], np.float32)
     residual = cv2.absdiff(init, frame).astype(np.float32).mean(axis=2)
     local = cv2.GaussianBlur(residual, (0, 0), LOCAL_SIGMA)
-    floor = LOCAL_FLOOR * hold
     return np.clip((floor / np.maximum(local, 1e-3 * floor)) ** HOLD_GAIN, 1.0, HOLD_BOOST).astype(np.float32)
 
 

@@ -253,6 +253,7 @@ def test_the_step_map_grows_the_dream_back_where_the_flow_brought_none():
     assert np.all(factors[:, 10:110] == 1.0)  # carried: at least LOCAL_FLOOR of the hold, the plain share
     assert np.all(factors[:, -12:] == HOLD_BOOST)  # nothing carried: as fast as allowed
     assert np.all(np.diff(factors[48, 100:]) >= 0)  # rising into the strip
+    assert np.all(step_map(frame, frame, hold=0.0) == 1.0)  # a chain holding no dream (a zero step): no boost
 
 
 def test_the_hold_keeps_the_first_frames_strength(clips, dreamer, tmp_path):
