@@ -332,9 +332,9 @@ class Dreamer:
         for index, shape in enumerate(shapes):
             img = resize(img, shape)
             steps, octave_step = iterations, step * self._step_scale(shape)
-            # a step per 30 iterations sharpens what the coarser octaves dreamed; a video frame takes a share of it
-            # (`detail`): whole steps sharpened a pan to 1.2-1.3x the dream filmed still, and its flicker with it
-            adds = self._adds_detail(shape) or (top_up if index == len(shapes) - 1 > 0 else False)
+            # one step per 30 iterations sharpens what coarser octaves dreamed; a video frame takes `detail` of it
+            own = 0 < index == len(shapes) - 1  # the frame's own octave, below coarser ones
+            adds = self._adds_detail(shape) or (top_up if own else False)
             steps = tf.where(adds, (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE, iterations)
             octave_step = tf.where(adds, octave_step * detail, octave_step)
             octave_step = octave_step * tf.image.resize(step_map, shape)  # (h, w, 1): the step at each pixel

@@ -228,12 +228,12 @@ def global_shift(flow: np.ndarray | None) -> np.ndarray:
     return -np.median(np.asarray(flow, np.float32).reshape(-1, 2), axis=0).astype(np.float64)
 
 
-# The carried dream is resampled every frame, so its interpolation decides how fast it blurs: on a sub-pixel pan
-# with random-weight test dreams Lanczos kept 0.89 of the sharpness where bicubic kept 0.71 (bilinear less still).
 # With the hold, the carried dream is clipped to this many times the held strength in every channel: burned specks
 # cannot feed on themselves from frame to frame (a 48-frame pan over samples/coffee.png, real weights: burn of the
 # last 8 frames 1.52 % without, 0.91 % with, against 1.22 % in the still; 0.2 % of the still's pixels are beyond it).
 HOLD_CAP = 6.0
+# The carried dream is resampled every frame, so its interpolation decides how fast it blurs: on a sub-pixel pan
+# with random-weight test dreams Lanczos kept 0.89 of the sharpness where bicubic kept 0.71 (bilinear less still).
 CARRY_INTERPOLATION = cv2.INTER_LANCZOS4
 
 

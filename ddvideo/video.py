@@ -186,15 +186,20 @@ def step_boost(carried: float, hold: float) -> float:
     return HOLD_BOOST if carried <= 0 else min(HOLD_BOOST, (hold / carried) ** HOLD_GAIN)
 
 
-def step_map(init: np.ndarray, frame: np.ndarray, hold: float) -> np.ndarray:
-    """(H, W) factor on a frame's step at each pixel, for an init carrying the dream onto `frame` in a chain that
-    holds `hold`: 1 where the carried dream is locally (Gaussian of LOCAL_SIGMA px) at least LOCAL_FLOOR of the held
-    strength, rising as (floor / local) ** HOLD_GAIN to HOLD_BOOST where the flow brought none."""
+def carried_dream(init: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """(H, W) float32: how far an init moves each pixel of `frame`, mean |init - frame| over the channels (its mean
+    is metrics.strength of the init)."""
+    return cv2.absdiff(init, frame).astype(np.float32).mean(axis=2)
+
+
+def step_map(carried: np.ndarray, hold: float) -> np.ndarray:
+    """(H, W) factor on a frame's step at each pixel, for a `carried` dream (carried_dream) in a chain that holds
+    `hold`: 1 where it is locally (Gaussian of LOCAL_SIGMA px) at least LOCAL_FLOOR of the held strength, rising as
+    (floor / local) ** HOLD_GAIN to HOLD_BOOST where the flow brought none."""
     floor = LOCAL_FLOOR * hold
     if floor <= 0:  # a chain that holds no dream (a zero step): nothing to grow back
-        return np.ones(frame.shape[:2], np.float32)
-    residual = cv2.absdiff(init, frame).astype(np.float32).mean(axis=2)
-    local = cv2.GaussianBlur(residual, (0, 0), LOCAL_SIGMA)
+        return np.ones(carried.shape, np.float32)
+    local = cv2.GaussianBlur(carried, (0, 0), LOCAL_SIGMA)
     return np.clip((floor / np.maximum(local, 1e-3 * floor)) ** HOLD_GAIN, 1.0, HOLD_BOOST).astype(np.float32)
 
 
@@ -303,10 +308,11 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
                         init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_frame,
                                           hold=target)
-                        boost = step_boost(strength(init, frame), target) if flow.holds else 1.0
-                        options = top_up(dreamer.settings, float(strengths[t]) * boost)
-                        if flow.holds:
-                            options["step_map"] = step_map(init, frame, target)
+                        options = top_up(dreamer.settings, float(strengths[t]))
+                        if flow.holds:  # larger steps where the carried dream is weaker, on the whole and locally
+                            carried = carried_dream(init, frame)
+                            options["strength"] *= step_boost(float(carried.mean()), target)
+                            options["step_map"] = step_map(carried, target)
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:

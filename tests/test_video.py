@@ -27,7 +27,7 @@ from ddvideo.models import resolve_precision
 from ddvideo.render import RunSettings
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, frame_detail,
-                           render_video, step_boost, step_map)
+                           carried_dream, render_video, step_boost, step_map)
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -248,12 +248,12 @@ def test_the_step_map_grows_the_dream_back_where_the_flow_brought_none():
     residual[:, :80] = residual[:, :80] * 0.75  # ...7.5 on the left half
     residual[:, -40:] = 0  # and none in the new strip
     init = (frame + residual).astype(np.uint8)
-    factors = step_map(init, frame, hold=10.0)
+    factors = step_map(carried_dream(init, frame), hold=10.0)
     assert factors.shape == (96, 160) and factors.dtype == np.float32
     assert np.all(factors[:, 10:110] == 1.0)  # carried: at least LOCAL_FLOOR of the hold, the plain share
     assert np.all(factors[:, -12:] == HOLD_BOOST)  # nothing carried: as fast as allowed
     assert np.all(np.diff(factors[48, 100:]) >= 0)  # rising into the strip
-    assert np.all(step_map(frame, frame, hold=0.0) == 1.0)  # a chain holding no dream (a zero step): no boost
+    assert np.all(step_map(carried_dream(frame, frame), hold=0.0) == 1.0)  # a chain holding no dream (a zero step): no boost
 
 
 def test_the_hold_keeps_the_first_frames_strength(clips, dreamer, tmp_path):
