@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import os
 import re
@@ -12,6 +14,7 @@ from typing import Callable
 
 import keras
 import tensorflow as tf
+from keras.src.backend.common import global_state
 
 from .errors import ModelError, SettingsError
 
@@ -109,22 +112,41 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     if settings.model.endswith(".keras"):
         return _load_custom(settings)
     backbone = BACKBONES[settings.model]
-    if settings.weights == "none":
-        keras.utils.set_random_seed(settings.seed)
-        model = backbone.build(weights=None, include_top=False)
-    elif settings.weights == "imagenet":
-        model = _download_imagenet(backbone)
-    else:
-        model = backbone.build(weights=None, include_top=False)
-        try:
-            _load_weights(model, settings.weights)
-        except Exception as exc:  # Keras raises many types for a mismatched file
-            raise ModelError(
-                f"cannot load weights {settings.weights} into {backbone.name}: {_first_line(exc)}; "
-                f"give a weights file saved from keras.applications {backbone.name} (include_top=False)"
-            ) from None
+    with _names_from_zero():
+        if settings.weights == "none":
+            keras.utils.set_random_seed(settings.seed)
+            model = backbone.build(weights=None, include_top=False)
+        elif settings.weights == "imagenet":
+            model = _download_imagenet(backbone)
+        else:
+            model = backbone.build(weights=None, include_top=False)
+            try:
+                _load_weights(model, settings.weights)
+            except Exception as exc:  # Keras raises many types for a mismatched file
+                raise ModelError(
+                    f"cannot load weights {settings.weights} into {backbone.name}: {_first_line(exc)}; "
+                    f"give a weights file saved from keras.applications {backbone.name} (include_top=False)"
+                ) from None
     model.trainable = False
     return LoadedModel(model, backbone.name, settings, backbone.to_input, backbone.block_pattern, backbone.default_layers)
+
+@contextlib.contextmanager
+def _names_from_zero():
+    """Layers built inside are named as in a fresh process (conv2d, conv2d_1, ...), whatever it built before.
+
+    TensorFlow's graph optimiser puts the summands of a gradient in the order of their op names, which carry the
+    layer names: a second load of the same seeded network, its names counted on from the first (conv2d_94...),
+    summed its gradients in another order and, in bfloat16, dreamed other frames. Names handed out afterwards
+    count on from both, so no later layer takes one of these.
+    """
+    earlier = global_state.get_global_attribute("object_name_uids")
+    fresh = collections.defaultdict(int)
+    global_state.set_global_attribute("object_name_uids", fresh)
+    try:
+        yield
+    finally:
+        for prefix, count in (earlier or {}).items():
+            fresh[prefix] = max(fresh[prefix], count)
 
 def _load_weights(model: keras.Model, path: str) -> None:
     """model.load_weights, whose warnings (one per part of the model it found no weights for) are passed on only if
