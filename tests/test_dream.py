@@ -8,7 +8,8 @@ import tensorflow as tf
 import keras
 
 from conftest import SMALL_LAYERS, textured_image
-from ddvideo.dream import Dreamer, DreamSettings, octave_shapes, tile_spans, to_uint8, to_unit
+from ddvideo.dream import Dreamer, DreamSettings, to_uint8, to_unit
+from ddvideo.pyramid import octave_shapes, tile_spans
 from ddvideo.errors import SettingsError
 from ddvideo.models import auto_precision, dreaming_copy, load_model, resolve_precision
 
@@ -214,7 +215,27 @@ def test_a_top_up_only_adds_detail_at_the_frames_own_octave(inception):
     assert np.abs(topped[0].astype(int) - image).mean() > 0.5  # the coarser octave still dreamed
     assert two.trace_count == 1
     one = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=3))
-    assert np.array_equal(one.dream(image, top_up=True, detail=0.0).frame, one.dream(image).frame)
+    assert np.array_equal(one.dream(image, top_up=True, detail=0.0).frame, one.dream(image, top_up=True).frame)
+
+
+def checkerboard(change: np.ndarray) -> float:
+    """Share of a change's energy at the pixel grid's Nyquist frequency (+1/-1 alternating on both axes), against
+    the energy of its 2x2 block means' pattern: 0 for a smooth change."""
+    c = change.astype(np.float64).mean(axis=2)
+    h, w = c.shape[0] // 2 * 2, c.shape[1] // 2 * 2
+    blocks = c[:h, :w].reshape(h // 2, 2, w // 2, 2)
+    nyquist = blocks[:, 0, :, 0] - blocks[:, 0, :, 1] - blocks[:, 1, :, 0] + blocks[:, 1, :, 1]
+    return float(np.mean(nyquist**2) / np.mean(blocks.mean(axis=(1, 3)) ** 2 * 16 + nyquist**2))
+
+
+def test_a_top_up_steps_without_the_networks_checkerboard(inception):
+    """A strided network's gradient alternates from pixel to pixel; a video frame's small steps would add that
+    checkerboard to the same content frame after frame, so a top-up's gradient is smoothed (TOP_UP_TAPS)."""
+    image = textured_image(96, 128, seed=4)
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1, strength=20.0))
+    step = lambda **kw: dreamer.dream_tensor(to_unit(image), **kw)[0].numpy() - to_unit(image).numpy()
+    plain, topped = checkerboard(step()), checkerboard(step(top_up=True))
+    assert plain > 0.1 and topped < plain / 10, (plain, topped)
 
 
 def test_tiling_leaves_no_seams(inception):

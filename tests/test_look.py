@@ -11,7 +11,8 @@ import pytest
 
 from conftest import SMALL_LAYERS, textured_image
 from ddvideo.cli import main
-from ddvideo.dream import Dreamer, DreamSettings, octave_shapes
+from ddvideo.dream import Dreamer, DreamSettings
+from ddvideo.pyramid import octave_shapes
 from ddvideo.flow import FlowSettings
 from ddvideo.media import ffmpeg_exe, probe_video, read_image, write_image
 from ddvideo.metrics import burn, pixel_coverage, sharpness, strength
