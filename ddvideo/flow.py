@@ -55,9 +55,12 @@ class FlowSettings:
     hold: bool = True
     occlusion: bool = True  # take the source frame where the flow is unreliable
     # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
-    # grid: the gradient depends on where content sits on that grid, so without it every frame adds new pattern.
-    # samples/coffee_pan.mp4, sample model, tutorial objective, video defaults: E_warp 0.00165 -> 0.00130.
-    align: bool = True
+    # grid. Once lower flicker (samples/coffee_pan.mp4: E_warp 0.00165 -> 0.00130, before the top-ups' smoothed
+    # gradient); now it stacks each frame's small step on the same content, and burned specks with it. Six 48-frame
+    # clips, real weights (benchmarks/flicker-results.md), aligned against not: burn of the last frames 2.02 % against
+    # 0.54 % on the shipped clip, 1.25 % against 0.08 % on a pan over samples/coffee.png, 1.01 % against 0.74 % on
+    # grass; E_warp of the filmed still 0.69-1.52 against 0.68-1.47; strength 1.01-1.04 of a still against 0.94-0.98.
+    align: bool = False
 
     def __post_init__(self) -> None:
         _check_method(self.method)
@@ -229,9 +232,10 @@ def global_shift(flow: np.ndarray | None) -> np.ndarray:
 
 
 # With the hold, the carried dream is clipped to this many times the held strength in every channel: burned specks
-# cannot feed on themselves from frame to frame (a 48-frame pan over samples/coffee.png, real weights: burn of the
-# last 8 frames 1.52 % without, 0.91 % with, against 1.22 % in the still; 0.2 % of the still's pixels are beyond it).
-HOLD_CAP = 6.0
+# cannot feed on themselves from frame to frame. 48-frame pans, real weights, burn of the last 8 frames (pixels
+# moved over 80 grey levels): samples/coffee.png 1.52 % without, 0.91 % at 6x (the still 1.22 %); at half a still's
+# step a frame, grass 1.04 % at 6x, 0.00 % at 4x (the still 0.57 %), the shipped clip 1.13 % and 0.00 % (1.33 %).
+HOLD_CAP = 4.0
 # The carried dream is resampled every frame, so its interpolation decides how fast it blurs: on a sub-pixel pan
 # with random-weight test dreams Lanczos kept 0.89 of the sharpness where bicubic kept 0.71 (bilinear less still).
 CARRY_INTERPOLATION = cv2.INTER_LANCZOS4

@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-hold", action="store_true",
                    help="let the carried dream settle wherever the motion takes it, rather than at the first frame's strength")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
-    g.add_argument("--no-align", action="store_true",
-                   help="do not shift frames to keep the camera's motion on the network's stride grid (a little faster, more flicker)")
+    g.add_argument("--align", action="store_true",
+                   help="shift frames to keep the camera's motion on the network's stride grid (strength a little "
+                        "higher, burned specks more often)")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
     g.add_argument("--audio", metavar="FILE",
                    help="music (any file ffmpeg reads) that replaces the clip's sound; schedules follow it")
@@ -357,7 +358,7 @@ def video_settings(opts: dict[str, Any]):
 
     blend = None if opts["blend"] is None else scheduled(opts["blend"], option="--blend")
     flow = FlowSettings(method=opts["flow"], carry=opts["carry"], hold=not opts["no_hold"],
-                        occlusion=not opts["no_occlusion"], align=not opts["no_align"],
+                        occlusion=not opts["no_occlusion"], align=opts["align"],
                         **({} if blend is None else {"blend": blend}))
     clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"], max_size=opts["max_size"])
     return flow, clip

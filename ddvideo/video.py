@@ -24,23 +24,26 @@ from .schedule import DreamSchedule, check_range, frame_values, kept_weights
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
-# previous dream, so each frame only tops it up (its own octave only adds detail: `top_up`). On a 48-frame
-# sub-pixel pan over samples/coffee.png (real weights, `cover`; sharpness / strength / E_warp against the dream
-# filmed still), share 0.25 gave 1.23 / 1.00 / 1.34 over 24 frames, 0.1 1.19 / 0.93 / 1.26, 0.05 1.17 / 0.90 / 1.23
-# (benchmarks/flicker-results.md).
+# previous dream, so each frame only tops it up (its own octave only adds detail: `top_up`). A larger share keeps
+# the dream closer to what the network sees in each frame, so it drifts less from the look and flickers less, but
+# softens it. 48-frame sub-pixel pans (real weights, `cover`, frames not aligned to the grid; sharpness / E_warp
+# against the dream filmed still, activation coverage of the last 8 frames over the first; benchmarks/
+# flicker-results.md), share 0.1 / 0.3 / 0.5 / 0.75: samples/coffee.png 1.15 / 1.21, 0.66; 1.10 / 1.15, 0.70;
+# 1.02 / 1.06, 0.70; 0.95 / 1.02, 0.72; grass 1.30 / 1.47, 0.72; 1.23 / 1.37, 0.76; 1.16 / 1.28, 0.77; 1.10 / 1.25,
+# 0.78. At 0.5 a face kept 0.90 of the filmed still's sharpness (1.03 at 0.1).
 VIDEO_ITERATIONS = 2
-VIDEO_STEP_SHARE = 0.1
+VIDEO_STEP_SHARE = 0.5
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
 # back at once); one stronger fades to it (flow.blend_init). Within the frame, the step is larger again where the
 # carried dream is locally (a Gaussian of LOCAL_SIGMA px) weaker than LOCAL_FLOOR of that strength, by
 # (floor / local) ** HOLD_GAIN, at most HOLD_BOOST times: new content at the edges of a pan, or behind a moving
 # object, grows its dream back while the rest takes the plain share. The floor sits below the quietest parts of
-# a still (its 1st percentile: 0.6 of its mean). At most a whole still step (10 x the share), as 4 x 0.25 was
-# before the share fell to 0.1; gain 8, as at 4 a one-octave random-weight pan settled at 0.87 of its first frame's
-# strength (test_video.py holds it at 0.9 or more).
+# a still (its 1st percentile: 0.6 of its mean). At most a whole still step (HOLD_BOOST x the share); gain 8, as
+# at 4 a one-octave random-weight pan settled at 0.87 of its first frame's strength (test_video.py holds it at 0.9
+# or more).
 HOLD_GAIN = 8.0
-HOLD_BOOST = 10.0
+HOLD_BOOST = 1.0 / VIDEO_STEP_SHARE
 LOCAL_SIGMA = 16.0
 LOCAL_FLOOR = 0.6
 CUT_SHARE = 0.5  # a frame with more of its pixels unreliable than this is a cut (is_cut)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ddvideo.errors import InputError, SettingsError
-from ddvideo.flow import FlowSettings, coherent_init, compute_flow, flow_pair, global_shift, occlusion_mask, warp
+from ddvideo.flow import HOLD_CAP, FlowSettings, coherent_init, compute_flow, flow_pair, global_shift, occlusion_mask, warp
 
 H, W = 96, 128
 DX, DY = 3, -2  # content offset of frame b's window relative to frame a's
@@ -185,11 +185,15 @@ def test_hold_clips_a_burned_speck_so_it_cannot_feed_on_itself():
     source = prev_source = np.full((1, 4, 3), 100, np.uint8)
     prev_dream = np.array([[[110, 90, 100], [100, 100, 100], [250, 0, 100], [100, 100, 104]]], np.uint8)
     settings = FlowSettings(method="none", blend=0.0)
-    # dream +10 -10 0, 0, +150 -100 0, +4: each channel is clipped to HOLD_CAP (6) x the hold (10), then the
-    # whole is scaled to the hold where it is stronger on average (mean 164 / 12 = 13.7 -> 10)
+    # dream +10 -10 0, 0, +150 -100 0, +4: each channel is clipped to HOLD_CAP (4) x the hold (10), then the
+    # whole is scaled to the hold where it is stronger on average (mean 104 / 12 = 8.7: it is not)
+    assert HOLD_CAP == 4.0
     held = coherent_init(source, prev_source, prev_dream, settings=settings, hold=10.0)
-    keep = 10.0 / ((10 + 10 + 60 + 60 + 4) / 12)
-    expected = np.rint(100 + keep * np.array([[[10, -10, 0], [0, 0, 0], [60, -60, 0], [0, 0, 4]]]))
+    expected = np.rint(100 + np.array([[[10, -10, 0], [0, 0, 0], [40, -40, 0], [0, 0, 4]]]))
+    np.testing.assert_array_equal(held, expected.astype(np.uint8))
+    held = coherent_init(source, prev_source, prev_dream, settings=settings, hold=5.0)  # clipped to 20: mean 64 / 12
+    keep = 5.0 / ((10 + 10 + 20 + 20 + 4) / 12)
+    expected = np.rint(100 + keep * np.array([[[10, -10, 0], [0, 0, 0], [20, -20, 0], [0, 0, 4]]]))
     np.testing.assert_array_equal(held, expected.astype(np.uint8))
     off = coherent_init(source, prev_source, prev_dream, settings=replace(settings, hold=False), hold=10.0)
     np.testing.assert_array_equal(off, prev_dream)  # without the hold the speck is carried as it is

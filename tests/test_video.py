@@ -233,7 +233,7 @@ def test_a_fade_in_reanchors_the_hold(dreamer, tmp_path, monkeypatch):
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
     assert step_boost(10.0, 8.0) == step_boost(8.0, 8.0) == 1.0  # as strong as the chain: the plain share
-    assert step_boost(7.0, 8.0) == pytest.approx((8.0 / 7.0) ** HOLD_GAIN)
+    assert step_boost(7.6, 8.0) == pytest.approx((8.0 / 7.6) ** HOLD_GAIN) and step_boost(7.6, 8.0) < HOLD_BOOST
     assert step_boost(4.0, 8.0) == min(HOLD_BOOST, 2.0**HOLD_GAIN)
     assert step_boost(0.0, 8.0) == step_boost(0.1, 8.0) == HOLD_BOOST  # after a cut: as fast as allowed
 
@@ -326,14 +326,14 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
         return grid_canvas(frame, offset=offset, grid=grid)
 
     monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
-    render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer)
+    render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer, flow=FlowSettings(align=True))
     offsets = seen  # one dream per frame, the first at offset 0
     assert len(offsets) == N and not offsets[0].any()
     # the camera pans PAN px right per frame, so the picture has moved -PAN * t px by frame t
     assert np.abs(np.array(offsets) - [[-PAN * t, 0] for t in range(N)]).max() < 0.5
     seen.clear()
-    render_video(str(clips["pan"]), str(tmp_path / "b") + "/", dreamer=dreamer, flow=FlowSettings(align=False))
-    assert seen == []
+    render_video(str(clips["pan"]), str(tmp_path / "b") + "/", dreamer=dreamer)
+    assert seen == []  # off by default
 
 
 # ---------------------------------------------------------------- resume
@@ -449,8 +449,8 @@ def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tm
 
 
 def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_path, capsys):
-    """Video frames are dreamed on a canvas a grid step larger (alignment); the error speaks of the frame."""
-    code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "24")
+    """Aligned video frames are dreamed on a canvas a grid step larger; the error speaks of the frame."""
+    code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "24", "--align")
     assert code == 1
     line = one_error_line(err, r"frame 24x18 is too small for this model and objective: both sides must be at least "
                                r"\d+ px; use a larger image or --max-size")
@@ -459,7 +459,7 @@ def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_pat
     # and the minimum is true: the smallest frame of the clip's shape with both sides at least that renders
     short = minimum + minimum % 2  # the reader keeps sizes even
     code, err = run_cli(capsys, clips["pan"], tmp_path / "ok.mp4", *FAST, "--max-size", str(math.ceil(short * W / H)),
-                        "--end", "0.2")
+                        "--end", "0.2", "--align")
     assert (code, err) == (0, [])
     info = probe_video(tmp_path / "ok.mp4")
     assert min(info.width, info.height) == short
