@@ -1,7 +1,7 @@
 """Per-frame cost of a video top-up at 540x360: `cover` with its look set at 384 px and at 640 px (the default), and
 the `keras` recipe at 384 px (the default before `cover`). Random weights (speed does not depend on them), the
-keras objective, the canvas video mode dreams a 540x360 frame on, the video's iterations, detail share and reinject;
-median of interleaved frames.
+keras objective, a 540x360 frame as video mode dreams it (unaligned, the default), the video's iterations, detail
+share and reinject; median of interleaved frames.
 
     .venv/bin/python benchmarks/frame_cost.py
 """
@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 from ddvideo.dream import Dreamer, DreamSettings  # noqa: E402
 from ddvideo.media import VideoReader  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
-from ddvideo.transforms import grid_canvas  # noqa: E402
 from ddvideo.video import VIDEO_ITERATIONS, top_up  # noqa: E402
 
 CONFIGS = {
@@ -40,20 +39,18 @@ def main(rounds: int = 3) -> None:
     with VideoReader(ROOT / "samples" / "coffee_pan.mp4") as reader:
         frames = [cv2.resize(f, (540, 360), interpolation=cv2.INTER_AREA) for _, f in zip(range(3), reader)]
     dreamers = {name: Dreamer(loaded, settings) for name, settings in CONFIGS.items()}
-    grid = next(iter(dreamers.values())).grid
-    canvas = [grid_canvas(f, offset=np.zeros(2), grid=grid)[0] for f in frames]
     options = {name: top_up(dreamer.settings) for name, dreamer in dreamers.items()}
     for name, dreamer in dreamers.items():
-        dreamer.dream(canvas[0], **options[name])  # traces outside the timing
+        dreamer.dream(frames[0], **options[name])  # traces outside the timing
     times = {name: [] for name in dreamers}
     for _ in range(rounds):
-        for frame in canvas:
+        for frame in frames:
             for name, dreamer in dreamers.items():
                 tick = time.perf_counter()
                 dreamer.dream(frame, **options[name])
                 times[name].append(time.perf_counter() - tick)
     for name, values in times.items():
-        octaves = [max(s) for s in dreamers[name].octaves(*canvas[0].shape[:2])]
+        octaves = [max(s) for s in dreamers[name].octaves(*frames[0].shape[:2])]
         print(f"{name}: median {np.median(values):.3f} s/frame, octaves (long side) {octaves}")
 
 
