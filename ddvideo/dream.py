@@ -234,22 +234,23 @@ class Dreamer:
 
     def dream(self, frame: np.ndarray, *, seed: int = 0, iterations: int | None = None,
               strength: float | None = None, detail: float = 1.0, reinject: float | None = None,
-              top_up: bool = False, step_map: np.ndarray | None = None) -> DreamResult:
+              top_up: bool = False, own_step: float = 1.0, step_map: np.ndarray | None = None) -> DreamResult:
         """Dream one (H, W, 3) uint8 frame; same frame, settings and seed give the same result."""
         x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail,
-                                    reinject=reinject, top_up=top_up, step_map=step_map)
+                                    reinject=reinject, top_up=top_up, own_step=own_step, step_map=step_map)
         return DreamResult(to_uint8(x), float(loss))
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
                      strength: float | None = None, detail: float = 1.0,
-                     reinject: float | None = None, top_up: bool = False,
+                     reinject: float | None = None, top_up: bool = False, own_step: float = 1.0,
                      step_map: np.ndarray | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(H, W, 3) float32 in [-1, 1] -> dreamed (H, W, 3) in [-1, 1] and the last loss, on the device.
 
         Inputs of the compiled dream, so none recompiles: `iterations` and `strength` replace the settings'.
-        `detail` scales the step of octaves that only add detail (above the base size; with `top_up`, the frame's
-        own too, below coarser ones that keep the look its init already holds: a video frame). `reinject` replaces the recipe's share of
-        re-injected detail. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
+        `detail` scales the step of octaves that only add detail (above the base size). `top_up` (a video frame,
+        whose init already holds the look): the gradient is smoothed, and a frame up to the base size takes one
+        step at its own octave, below coarser ones, at `own_step` times the step. `reinject` replaces the recipe's
+        share of re-injected detail. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
@@ -263,6 +264,7 @@ class Dreamer:
             tf.constant(detail, tf.float32),
             tf.constant(self.recipe.reinject if reinject is None else reinject, tf.float32),
             tf.constant(top_up, tf.bool),
+            tf.constant(own_step, tf.float32),
             tf.ones([height, width, 1]) if step_map is None else tf.convert_to_tensor(step_map[..., None], tf.float32),
         )
 
@@ -273,7 +275,7 @@ class Dreamer:
                              base_size=s.base_size)
 
     # -- graph ------------------------------------------------------------------------------------
-    def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject, top_up, step_map):
+    def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject, top_up, own_step, step_map):
         self.trace_count += 1
         shapes = self.octaves(int(original.shape[0]), int(original.shape[1]))
         # An anchored pyramid shrinks large frames many times: filter first, so its coarse octaves see the picture
@@ -286,10 +288,11 @@ class Dreamer:
             img = resize(img, shape)
             steps, octave_step = iterations, step * self._step_scale(shape)
             # one step per 30 iterations sharpens what coarser octaves dreamed; a video frame takes `detail` of it
-            own = 0 < index == len(shapes) - 1  # the frame's own octave, below coarser ones
-            adds = self._adds_detail(shape) or (top_up if own else False)
+            # there, and one step of `own_step` at its own octave below the base size (below coarser ones)
+            own = top_up if 0 < index == len(shapes) - 1 and not self._adds_detail(shape) else False
+            adds = self._adds_detail(shape) or own
             steps = tf.where(adds, (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE, iterations)
-            octave_step = tf.where(adds, octave_step * detail, octave_step)
+            octave_step = tf.where(adds, octave_step * tf.where(own, own_step, detail), octave_step)
             octave_step = octave_step * tf.image.resize(step_map, shape)  # (h, w, 1): the step at each pixel
             img, loss = self._ascend(img, steps, octave_step, max_loss, seed * 16 + index, top_up)
             # re-inject (the recipe's share of) the detail that shrinking the original lost at this scale

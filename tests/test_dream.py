@@ -202,20 +202,24 @@ def test_zero_step_changes_nothing_but_resampling(inception):
     assert np.abs(out.astype(int) - image.astype(int)).max() <= 1
 
 
-def test_a_top_up_only_adds_detail_at_the_frames_own_octave(inception):
-    """A video frame's init already holds the look: with `top_up` its own octave takes the detail share of a step,
-    as an octave above the base size does, while the coarser ones dream as before. The flag is an input, not a
-    new graph, and a one-octave dream has nothing coarser to hold the look: there it changes nothing."""
+def test_a_top_up_takes_one_step_of_its_own_at_the_frames_own_octave(inception):
+    """A video frame's init already holds the look: with `top_up` a frame up to the base size takes one step of
+    `own_step` at its own octave, while the coarser ones dream as before; `detail` is for octaves above the base
+    size only. The options are inputs, not new graphs, and a one-octave dream has nothing coarser: it is unchanged."""
     image = textured_image(120, 120, seed=9)
     two = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=3))
     plain = [two.dream(image, detail=d).frame for d in (0.0, 1.0)]
-    topped = [two.dream(image, detail=d, top_up=True).frame for d in (0.0, 1.0)]
+    topped = [two.dream(image, own_step=s, top_up=True).frame for s in (0.0, 1.0)]
     assert np.array_equal(*plain)  # a frame below the base size: `detail` alone touches none of its octaves
-    assert not np.array_equal(*topped)  # with `top_up`, its own octave is a detail octave
+    assert np.array_equal(two.dream(image, own_step=1.0, detail=0.0, top_up=True).frame, topped[1])
+    assert not np.array_equal(*topped)  # with `top_up`, its own octave takes `own_step`
     assert np.abs(topped[0].astype(int) - image).mean() > 0.5  # the coarser octave still dreamed
+    # the own octave moves the frame by `own_step`: three times the step moves it further
+    moved = [np.abs(two.dream(image, own_step=s, top_up=True).frame.astype(int) - topped[0]).mean() for s in (1.0, 3.0)]
+    assert moved[1] > 1.5 * moved[0] > 0
     assert two.trace_count == 1
     one = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=3))
-    assert np.array_equal(one.dream(image, top_up=True, detail=0.0).frame, one.dream(image, top_up=True).frame)
+    assert np.array_equal(one.dream(image, top_up=True, own_step=0.0).frame, one.dream(image, top_up=True).frame)
 
 
 def checkerboard(change: np.ndarray) -> float:
