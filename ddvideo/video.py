@@ -36,11 +36,11 @@ VIDEO_ITERATIONS = 2
 VIDEO_STEP_SHARE = 0.2
 # A frame up to the base size takes one step at its own octave, at this many times its share: the network's view of
 # the carried dream fades frame by frame (each frame resamples it off the phase it was dreamed at), and a step at
-# the frame's own scale restores it where coarse steps cannot. Coffee.png / grass / star-field pans, activation
-# coverage of the last 8 frames over the first (E_warp against the filmed still), own step 2/30 (the detail share,
-# before) / 1 / 2 / 4 / 5 / 10: 0.70 (1.13), 0.77 (1.15), 0.80 (1.17), 0.83 (1.22), 0.86 (1.24), 0.90 (1.46); grass 0.75
-# (1.40), 0.82 (1.39), 0.86 (1.40), 0.92 (1.43), 0.92 (1.46), 0.97 (1.70); star field 0.73 (0.92), 0.85 (0.92), 0.90
-# (0.94), 0.96 (0.99), 0.98 (1.03), 1.05 (1.31). Sharpness stayed within 0.02.
+# the frame's own scale restores it where coarse steps cannot. Pans over coffee.png / grass / a star field,
+# activation coverage of the last 8 frames over the first (E_warp against the filmed still), own step 2/30 (the
+# detail share, before) / 1 / 2 / 4 / 5 / 10: 0.70 (1.13), 0.77 (1.15), 0.80 (1.17), 0.83 (1.22), 0.86 (1.24),
+# 0.90 (1.46); grass 0.75 (1.40), 0.82 (1.39), 0.86 (1.40), 0.92 (1.43), 0.92 (1.46), 0.97 (1.70); star field
+# 0.73 (0.92), 0.85 (0.92), 0.90 (0.94), 0.96 (0.99), 0.98 (1.03), 1.05 (1.31). Sharpness stayed within 0.02.
 OWN_STEP = 4.0
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
