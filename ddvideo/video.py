@@ -24,7 +24,7 @@ from .schedule import DreamSchedule, check_range, frame_values, kept_weights
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
-# previous dream, so each frame only tops it up (its own octave only adds detail: `top_up`). A larger share keeps
+# previous dream, so each frame only tops it up (its own octave takes one step of OWN_STEP: `top_up`). A larger share keeps
 # the dream closer to what the network sees in each frame, so it drifts less from the look and flickers less, but
 # softens it. 48-frame sub-pixel pans (real weights, `cover`, frames not aligned to the grid; sharpness / E_warp
 # against the dream filmed still, activation coverage of the last 8 frames over the first; benchmarks/
