@@ -323,7 +323,7 @@ class Dreamer:
 
         def body(i, img, loss, done, backoff):
             loss, grads = self._gradients(img, tf.stack([seed, i]), backoff)
-            grads = tf.where(top_up, convolve(convolve(grads, TOP_UP_TAPS, 0), TOP_UP_TAPS, 1), grads)
+            grads = tf.cond(top_up, lambda: convolve(convolve(grads, TOP_UP_TAPS, 0), TOP_UP_TAPS, 1), lambda: grads)
             if self.recipe.normalize == "l2":
                 grads = tf.math.l2_normalize(grads)
             else:
@@ -404,5 +404,3 @@ class Dreamer:
         grads = tf.reshape(tf.transpose(tf.reshape(tiles.stack(), [rows, cols, th, tw, 3]), [0, 2, 1, 3, 4]),
                            [rows * th, cols * tw, 3])[:height, :width]  # overhang dropped: counted once, at the top
         return loss, tf.roll(grads, -shift, axis=[0, 1])
-
-

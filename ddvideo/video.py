@@ -24,11 +24,11 @@ from .schedule import DreamSchedule, check_range, frame_values, kept_weights
 from .transforms import grid_canvas
 
 # Gradient steps per octave per frame, and the share of a still's step each takes: the init already carries the
-# previous dream, so each frame only tops it up (its own octave takes one step of OWN_STEP: `top_up`). A larger share keeps
-# the dream closer to what the network sees in each frame, so it drifts less from the look and flickers less, but
-# softens it. 48-frame sub-pixel pans (real weights, `cover`, frames not aligned to the grid; sharpness / E_warp
-# against the dream filmed still, activation coverage of the last 8 frames over the first; benchmarks/
-# flicker-results.md), share 0.1 / 0.3 / 0.5 / 0.75: samples/coffee.png 1.15 / 1.21, 0.66; 1.10 / 1.15, 0.70;
+# previous dream, so each frame only tops it up (its own octave takes one step of OWN_STEP: `top_up`). A larger
+# share keeps the dream closer to what the network sees in each frame, so it drifts less from the look and flickers
+# less, but softens it. 48-frame sub-pixel pans (real weights, `cover`, frames not aligned to the grid; sharpness /
+# E_warp against the dream filmed still, activation coverage of the last 8 frames over the first;
+# benchmarks/flicker-results.md), share 0.1 / 0.3 / 0.5 / 0.75: samples/coffee.png 1.15 / 1.21, 0.66; 1.10 / 1.15, 0.70;
 # 1.02 / 1.06, 0.70; 0.95 / 1.02, 0.72; grass 1.30 / 1.47, 0.72; 1.23 / 1.37, 0.76; 1.16 / 1.28, 0.77; 1.10 / 1.25,
 # 0.78. On six clips 0.5 softened three below 0.9 of the filmed still (star field 0.87, retina 0.77, the shipped
 # clip 0.74); 0.2 keeps 0.92-1.25 on the pans, with coverage 0.68-0.80.
