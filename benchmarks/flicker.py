@@ -51,7 +51,7 @@ NOTES = "## Notes"  # everything from this heading on is kept when the table is 
 # 4x resampling left unblurred (source sharpness 14.1 against 11.7-12.7 after), and the filmed still's own
 # activation coverage fell to 0.84 of its first frame's over the clip, so any drift read against it was inflated.
 PAN = dict(width=480, height=320, dx=1.37, dy=0.45, x0=10.25, y0=8.5)
-PHOTO_SIZE = 640  # long side of the scikit-image photos the pan films
+PHOTO_SIZE = 640  # long side of the scikit-image photos a 480 px pan films (a wider pan films them larger)
 
 
 def device() -> str:
@@ -59,15 +59,24 @@ def device() -> str:
     return ", ".join(gpus) if gpus else f"CPU only: {cpu_model()}, {os.cpu_count()} cores"
 
 
-def pan_camera(photo: np.ndarray, frames: int) -> list[np.ndarray]:
-    """Windows of `photo` moving (dx, dy) px per frame, each cut from a 4x upscale and averaged down."""
-    w, h = PAN["width"], PAN["height"]
-    big = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
-    out = []
-    for t in range(frames):
-        x, y = round(4 * (PAN["x0"] + PAN["dx"] * t)), round(4 * (PAN["y0"] + PAN["dy"] * t))
-        out.append(cv2.resize(big[y : y + 4 * h, x : x + 4 * w], (w, h), interpolation=cv2.INTER_AREA))
-    return out
+class Pan:
+    """A camera whose windows of `width` x 2/3 of it move (dx, dy) px per frame, each cut from a 4x upscale of the
+    photo and averaged down (the photo scaled to PHOTO_SIZE / 480 times the window's width)."""
+
+    def __init__(self, width: int = PAN["width"]) -> None:
+        self.width, self.height = width, width * PAN["height"] // PAN["width"]
+
+    def photo_size(self) -> int:
+        return PHOTO_SIZE * self.width // PAN["width"]
+
+    def __call__(self, photo: np.ndarray, frames: int) -> list[np.ndarray]:
+        w, h = self.width, self.height
+        big = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+        out = []
+        for t in range(frames):
+            x, y = round(4 * (PAN["x0"] + PAN["dx"] * t)), round(4 * (PAN["y0"] + PAN["dy"] * t))
+            out.append(cv2.resize(big[y : y + 4 * h, x : x + 4 * w], (w, h), interpolation=cv2.INTER_AREA))
+        return out
 
 
 def sample_camera(photo: np.ndarray, frames: int) -> list[np.ndarray]:
@@ -77,7 +86,7 @@ def sample_camera(photo: np.ndarray, frames: int) -> list[np.ndarray]:
 
 def first_window(camera, photo: np.ndarray) -> float:
     """Photo pixels across the camera's first frame."""
-    return PAN["width"] if camera is pan_camera else make_samples.first_crop_width(photo)
+    return camera.width if isinstance(camera, Pan) else make_samples.first_crop_width(photo)
 
 
 def matched_base(settings: DreamSettings, photo: np.ndarray, window: float) -> int:
@@ -123,7 +132,8 @@ def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray],
 
 def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path, *, keep: Path | None,
              photo_name: str = "coffee") -> str:
-    photo = read_image(ROOT / "samples" / "coffee.png") if photo_name == "coffee" else picture(photo_name, PHOTO_SIZE)
+    photo = (read_image(ROOT / "samples" / "coffee.png") if photo_name == "coffee"
+             else picture(photo_name, camera.photo_size()))
     slug = name.split()[0].replace("/", "-")
     if camera is sample_camera:  # the shipped clip itself (H.264); its camera films the dreamed still
         clip = ROOT / "samples" / "coffee_pan.mp4"
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strips", help="folder for PNG strips of the frames (source, filmed still, each mode)")
     p.add_argument("--clips", default="pan,sample,hubble_deep_field,astronaut,grass,retina",
                    help="which clips: pan (the sub-pixel pan over coffee.png), sample (coffee_pan.mp4), or the name of "
-                        "a scikit-image photo panned the same way")
+                        "a scikit-image photo panned the same way, NAME@WIDTH for a wider window (and a larger photo)")
     p.add_argument("--all-modes", action="store_true", help="every video mode, not only the defaults")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "flicker-results.md"))
     args = p.parse_args(argv)
@@ -209,13 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     keep = Path(args.strips) if args.strips else None
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flicker-") as tmp:
-        clips = {"pan": ("coffee.png sub-pixel pan", pan_camera, args.frames),
+        clips = {"pan": ("coffee.png sub-pixel pan", Pan(), args.frames),
                  "sample": ("samples/coffee_pan.mp4", sample_camera, min(args.frames, 72))}
         tables = []
         for c in args.clips.split(","):
-            name, camera, frames = clips.get(c) or (f"{c} ({KINDS[c]}) sub-pixel pan", pan_camera, args.frames)
+            photo, _, width = c.partition("@")
+            name, camera, frames = clips.get(c) or (f"{c} ({KINDS[photo]}) sub-pixel pan", Pan(int(width or 480)),
+                                                    args.frames)
             tables.append(run_clip(name, camera, frames, 24.0, loaded, args, Path(tmp), keep=keep,
-                                   photo_name=c if c in KINDS else "coffee"))
+                                   photo_name=photo if photo in KINDS else "coffee"))
     video = DreamSettings()
     text = f"""# Flicker against a dream filmed still: sharpness, strength and E_warp of video mode
 
