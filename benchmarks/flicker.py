@@ -11,6 +11,7 @@ samples/make_samples.py).
 
     .venv/bin/python benchmarks/flicker.py                # writes benchmarks/flicker-results.md (26 min on 2 cores)
     .venv/bin/python benchmarks/flicker.py --frames 24 --out -
+    .venv/bin/python benchmarks/flicker.py --clips astronaut@960 --frames 24 --out -   # a frame above the base size
 """
 
 from __future__ import annotations

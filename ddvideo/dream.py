@@ -274,6 +274,13 @@ class Dreamer:
         return octave_shapes(height, width, octaves=s.octaves, scale=s.octave_scale, min_side=self.min_side,
                              base_size=s.base_size)
 
+    def above_base(self, height: int, width: int) -> bool:
+        """Whether a frame (or an octave) of this size stands for a rung above the base size, where it only adds
+        detail to the look set below (a frame up to sqrt(scale) times the base size stands in for the base rung
+        itself: octave_shapes)."""
+        s = self.settings
+        return bool(s.base_size) and max(height, width) > s.base_size * math.sqrt(s.octave_scale)
+
     # -- graph ------------------------------------------------------------------------------------
     def _dream_graph(self, original, iterations, step, max_loss, seed, detail, reinject, top_up, own_step, step_map):
         self.trace_count += 1
@@ -289,8 +296,8 @@ class Dreamer:
             steps, octave_step = iterations, step * self._step_scale(shape)
             # one step per 30 iterations sharpens what coarser octaves dreamed; a video frame takes `detail` of it
             # there, and one step of `own_step` at its own octave below the base size (below coarser ones)
-            own = top_up if 0 < index == len(shapes) - 1 and not self._adds_detail(shape) else False
-            adds = self._adds_detail(shape) or own
+            own = top_up if 0 < index == len(shapes) - 1 and not self.above_base(*shape) else False
+            adds = self.above_base(*shape) or own
             steps = tf.where(adds, (iterations + DETAIL_SHARE - 1) // DETAIL_SHARE, iterations)
             octave_step = tf.where(adds, octave_step * tf.where(own, own_step, detail), octave_step)
             octave_step = octave_step * tf.image.resize(step_map, shape)  # (h, w, 1): the step at each pixel
@@ -307,11 +314,6 @@ class Dreamer:
             return 1.0
         return math.sqrt(shape[0] * shape[1] / STEP_REFERENCE_PIXELS)
 
-    def _adds_detail(self, shape: tuple[int, int]) -> bool:
-        """Whether an octave stands for a rung above the base size, where it only adds detail to the look set below
-        (a frame up to sqrt(scale) times the base size stands in for the base rung itself: octave_shapes)."""
-        s = self.settings
-        return bool(s.base_size) and max(shape) > s.base_size * math.sqrt(s.octave_scale)
 
     def _ascend(self, img, iterations, step, max_loss, seed, top_up):
         """Gradient ascent for up to `iterations` steps at one octave, stopping once loss > max_loss; `step` is a

@@ -42,6 +42,16 @@ VIDEO_STEP_SHARE = 0.2
 # 0.90 (1.46); grass 0.75 (1.40), 0.82 (1.39), 0.86 (1.40), 0.92 (1.43), 0.92 (1.46), 0.97 (1.70); star field
 # 0.73 (0.92), 0.85 (0.92), 0.90 (0.94), 0.96 (0.99), 0.98 (1.03), 1.05 (1.31). Sharpness stayed within 0.02.
 OWN_STEP = 4.0
+# A frame above the base size takes this share instead: its own octave only adds detail (no own step there) and
+# its look octaves are 1.3-3x smaller than it, so a sub-pixel carry barely moves the dream off the network's view
+# of it, and top-ups there mostly add flicker. 960x640 sub-pixel pans, 24 frames (sharpness, E_warp against the
+# filmed still, activation coverage of the last 8 frames over the first, strength over a still), share 0.2 / 0.1 /
+# 0.05 / 0 (no top-up at all): astronaut 1.01 / 1.40, 0.92, 1.01; 1.00 / 1.31, 0.93, 0.99; 0.98 / 1.26, 0.95,
+# 0.97; 0.96 / 1.21, 0.96, 0.95; hubble_deep_field 1.05 / 1.82, 1.00, 1.01; 1.06 / 1.77, 0.95, 0.99; 1.05 / 1.74,
+# 0.92, 0.94; 1.04 / 1.70, 0.88, 0.89. Half the share keeps strength and coverage; the rest of the flicker at this
+# size is the carry's (no top-up: 1.70 on the star field), not the tiles (untiled, astronaut: 1.56) nor their
+# roll (the same every frame: 1.39), nor the flow (its error is 0.03-0.07 px at 480 and 960 px alike).
+LARGE_FRAME_SHARE = 0.1
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
 # back at once); one stronger fades to it (flow.blend_init). Within the frame, the step is larger again where the
@@ -191,11 +201,12 @@ def reanchors(now: float, anchor: float | None) -> bool:
     return not anchor / REANCHOR <= now <= max(anchor, 1.0) * REANCHOR
 
 
-def step_boost(carried: float, hold: float) -> float:
-    """Factor on a frame's whole step when its carried dream has `carried` strength and the chain holds `hold`."""
+def step_boost(carried: float, hold: float, boost: float = HOLD_BOOST) -> float:
+    """Factor on a frame's whole step, at most `boost`, when its carried dream has `carried` strength and the chain
+    holds `hold`."""
     if carried >= hold:
         return 1.0
-    return HOLD_BOOST if carried <= 0 else min(HOLD_BOOST, (hold / carried) ** HOLD_GAIN)
+    return boost if carried <= 0 else min(boost, (hold / carried) ** HOLD_GAIN)
 
 
 def carried_dream(init: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -204,15 +215,15 @@ def carried_dream(init: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return cv2.absdiff(init, frame).astype(np.float32).mean(axis=2)
 
 
-def step_map(carried: np.ndarray, hold: float) -> np.ndarray:
+def step_map(carried: np.ndarray, hold: float, boost: float = HOLD_BOOST) -> np.ndarray:
     """(H, W) factor on a frame's step at each pixel, for a `carried` dream (carried_dream) in a chain that holds
     `hold`: 1 where it is locally (Gaussian of LOCAL_SIGMA px) at least LOCAL_FLOOR of the held strength, rising as
-    (floor / local) ** HOLD_GAIN to HOLD_BOOST where the flow brought none."""
+    (floor / local) ** HOLD_GAIN to `boost` where the flow brought none."""
     floor = LOCAL_FLOOR * hold
     if floor <= 0:  # a chain that holds no dream (a zero step): nothing to grow back
         return np.ones(carried.shape, np.float32)
     local = cv2.GaussianBlur(carried, (0, 0), LOCAL_SIGMA)
-    return np.clip((floor / np.maximum(local, 1e-3 * floor)) ** HOLD_GAIN, 1.0, HOLD_BOOST).astype(np.float32)
+    return np.clip((floor / np.maximum(local, 1e-3 * floor)) ** HOLD_GAIN, 1.0, boost).astype(np.float32)
 
 
 def is_cut(step: Motion) -> bool:
@@ -230,13 +241,18 @@ def frame_detail(iterations: int) -> float:
     return iterations / first if first else 1.0
 
 
-def top_up(settings: DreamSettings, strength: float = 1.0) -> dict:
-    """Dreamer.dream's options for a frame whose init carries the previous dream, at `strength` times a frame's
-    share of a still's step: the coarse octaves top the look up, the frame's own octave takes one larger step
+def frame_share(dreamer: Dreamer, height: int, width: int) -> float:
+    """The share of a still's step a top-up takes on a frame of this size (LARGE_FRAME_SHARE above the base size)."""
+    return LARGE_FRAME_SHARE if dreamer.above_base(height, width) else VIDEO_STEP_SHARE
+
+
+def top_up(settings: DreamSettings, strength: float = 1.0, share: float = VIDEO_STEP_SHARE) -> dict:
+    """Dreamer.dream's options for a frame whose init carries the previous dream, at `strength` times `share` of a
+    still's step (frame_share): the coarse octaves top the look up, the frame's own octave takes one larger step
     (OWN_STEP) with the gradient smoothed (dream.TOP_UP_TAPS; unsmoothed whole look steps there grew a crunchy
     texture that flickered), octaves above the base size a share of their detail step, and the init holds the
     fresh frame's own detail, so all of it returns at each octave (reinject 1)."""
-    return {"strength": strength * VIDEO_STEP_SHARE, "top_up": True, "detail": frame_detail(settings.iterations),
+    return {"strength": strength * share, "top_up": True, "detail": frame_detail(settings.iterations),
             "own_step": OWN_STEP, "reinject": 1.0}
 
 
@@ -321,11 +337,12 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
                         init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_frame,
                                           hold=target)
-                        options = top_up(dreamer.settings, float(strengths[t]))
-                        if flow.holds:  # larger steps where the carried dream is weaker, on the whole and locally
-                            carried = carried_dream(init, frame)
-                            options["strength"] *= step_boost(float(carried.mean()), target)
-                            options["step_map"] = step_map(carried, target)
+                        share = frame_share(dreamer, *frame.shape[:2])
+                        options = top_up(dreamer.settings, float(strengths[t]), share)
+                        if flow.holds:  # larger steps where the carried dream is weaker, on the whole and locally,
+                            carried = carried_dream(init, frame)  # up to a whole still step
+                            options["strength"] *= step_boost(float(carried.mean()), target, 1 / share)
+                            options["step_map"] = step_map(carried, target, 1 / share)
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:

@@ -26,8 +26,8 @@ from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
 from ddvideo.render import RunSettings
 from ddvideo.transforms import grid_canvas
-from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, VIDEO_STEP_SHARE, ClipSettings, first_iterations, frame_detail,
-                           carried_dream, render_video, step_boost, step_map)
+from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, LARGE_FRAME_SHARE, VIDEO_STEP_SHARE, ClipSettings, first_iterations,
+                           frame_detail, frame_share, carried_dream, render_video, step_boost, step_map)
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS, N = 160, 120, 12, 24  # the pan clip: 2 s
@@ -231,11 +231,29 @@ def test_a_fade_in_reanchors_the_hold(dreamer, tmp_path, monkeypatch):
     assert held.keys() == {"0"} and stuck / still < 0.8, (stuck, still)
 
 
+def test_a_frame_above_the_base_size_takes_the_large_frame_share(inception, clips, tmp_path, monkeypatch):
+    """Its own octave only adds detail and its look octaves are smaller than it: top-ups take LARGE_FRAME_SHARE of
+    a still's step, still up to a whole step where the carried dream is weak."""
+    large = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1, base_size=96))
+    assert large.above_base(H, W) and not large.above_base(96, 96)
+    assert frame_share(large, H, W) == LARGE_FRAME_SHARE < VIDEO_STEP_SHARE == frame_share(large, 80, 100)
+    calls = []
+    dream = large.dream
+    monkeypatch.setattr(large, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
+    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=large, clip=ClipSettings(end=6 / FPS))
+    share = large.settings.strength * LARGE_FRAME_SHARE
+    assert len(calls) == 6 and calls[0].get("strength") is None  # the first frame is a still, as at any size
+    assert all(share <= kw["strength"] <= share / LARGE_FRAME_SHARE for kw in calls[1:])
+    assert min(kw["strength"] for kw in calls[1:]) < large.settings.strength * VIDEO_STEP_SHARE
+    assert all(np.all((1 <= kw["step_map"]) & (kw["step_map"] <= 1 / LARGE_FRAME_SHARE)) for kw in calls[1:])
+
+
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
     assert step_boost(10.0, 8.0) == step_boost(8.0, 8.0) == 1.0  # as strong as the chain: the plain share
     assert step_boost(7.6, 8.0) == pytest.approx((8.0 / 7.6) ** HOLD_GAIN) and step_boost(7.6, 8.0) < HOLD_BOOST
     assert step_boost(4.0, 8.0) == min(HOLD_BOOST, 2.0**HOLD_GAIN)
     assert step_boost(0.0, 8.0) == step_boost(0.1, 8.0) == HOLD_BOOST  # after a cut: as fast as allowed
+    assert step_boost(4.0, 8.0, boost=20.0) == 20.0 and step_boost(9.0, 8.0, boost=20.0) == 1.0  # another cap
 
 
 def test_the_step_map_grows_the_dream_back_where_the_flow_brought_none():
