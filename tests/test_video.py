@@ -240,11 +240,14 @@ def test_a_frame_above_the_base_size_takes_the_large_frame_share(inception, clip
     calls = []
     dream = large.dream
     monkeypatch.setattr(large, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
-    render_video(str(clips["silent"]), str(tmp_path / "out"), dreamer=large, clip=ClipSettings(end=6 / FPS))
+    render_video(str(clips["silent"]), str(tmp_path / "plain"), dreamer=large, flow=FlowSettings(hold=False),
+                 clip=ClipSettings(end=4 / FPS))
     share = large.settings.strength * LARGE_FRAME_SHARE
-    assert len(calls) == 6 and calls[0].get("strength") is None  # the first frame is a still, as at any size
+    assert len(calls) == 4 and calls[0].get("strength") is None  # the first frame is a still, as at any size
+    assert all(kw["strength"] == pytest.approx(share) for kw in calls[1:])  # without the hold: the share itself
+    calls.clear()
+    render_video(str(clips["silent"]), str(tmp_path / "held"), dreamer=large, clip=ClipSettings(end=4 / FPS))
     assert all(share <= kw["strength"] <= share / LARGE_FRAME_SHARE for kw in calls[1:])
-    assert min(kw["strength"] for kw in calls[1:]) < large.settings.strength * VIDEO_STEP_SHARE
     assert all(np.all((1 <= kw["step_map"]) & (kw["step_map"] <= 1 / LARGE_FRAME_SHARE)) for kw in calls[1:])
 
 
