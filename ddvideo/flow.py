@@ -241,6 +241,25 @@ HOLD_CAP = 4.0
 CARRY_INTERPOLATION = cv2.INTER_LANCZOS4
 
 
+def cap_dream(dream: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """`dream` with no pixel moved further from `source` than HOLD_CAP times the capped dream's own strength (mean
+    |dream - source|): a held chain's first frame, capped as blend_init caps every frame it carries at the strength
+    the chain then holds, so carrying it drops none of the still's strongest pixels at once."""
+    residual = cv2.subtract(dream, source, dtype=cv2.CV_32F)
+    magnitude = np.sort(np.abs(residual), axis=None)
+    n = magnitude.size
+    # with the k largest clipped to b: b = HOLD_CAP * (sum of the others + k b) / n, so b = HOLD_CAP * rest / (n -
+    # HOLD_CAP k); the cap is the first such b that clips no value below it and spares none above it
+    k = np.arange(int(np.ceil(n / HOLD_CAP)))
+    rest = np.concatenate([[0.0], np.cumsum(magnitude, dtype=np.float64)])[n - k]
+    bound = HOLD_CAP * rest / (n - HOLD_CAP * k)
+    valid = (magnitude[n - k - 1] <= bound) & (bound <= np.append(magnitude, np.inf)[n - k]) & (bound > 0)
+    # none where most values are zero (a faint scheduled dream): then the plain HOLD_CAP x its strength
+    cap = bound[valid][0] if valid.any() else HOLD_CAP * rest[0] / n
+    np.clip(residual, -cap, cap, out=residual)
+    return cv2.add(source.astype(np.float32), residual, dtype=cv2.CV_8U)
+
+
 def blend_init(source: np.ndarray, prev_dream: np.ndarray, step: Motion, *, settings: FlowSettings,
                prev_source: np.ndarray | None = None, hold: float | None = None) -> np.ndarray:
     """(H, W, 3) uint8 init for dreaming `source`: the previous dream moved along the flow.

@@ -15,7 +15,7 @@ import numpy as np
 from .audio import Features, Music, analyse
 from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import SettingsError
-from .flow import FlowSettings, Motion, blend_init, compute_flow, global_shift, motion
+from .flow import FlowSettings, Motion, blend_init, cap_dream, compute_flow, global_shift, motion
 from .guide import guide_record
 from .media import VideoReader
 from .metrics import strength
@@ -352,6 +352,8 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     result = dream(init, **options)
                     if opens:
                         upcoming = next(steps, None)
+                        if flow.holds:
+                            result = DreamResult(cap_dream(result.frame, frame), result.loss)
                         remember(t, strength(result.frame, frame), contrast(frame))
                     dream_seconds += time.perf_counter() - tick
                     dreamed += 1

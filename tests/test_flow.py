@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ddvideo.errors import InputError, SettingsError
-from ddvideo.flow import HOLD_CAP, FlowSettings, coherent_init, compute_flow, flow_pair, global_shift, occlusion_mask, warp
+from ddvideo.flow import HOLD_CAP, FlowSettings, cap_dream, coherent_init, compute_flow, flow_pair, global_shift, occlusion_mask, warp
 
 H, W = 96, 128
 DX, DY = 3, -2  # content offset of frame b's window relative to frame a's
@@ -197,6 +197,23 @@ def test_hold_clips_a_burned_speck_so_it_cannot_feed_on_itself():
     np.testing.assert_array_equal(held, expected.astype(np.uint8))
     off = coherent_init(source, prev_source, prev_dream, settings=replace(settings, hold=False), hold=10.0)
     np.testing.assert_array_equal(off, prev_dream)  # without the hold the speck is carried as it is
+
+
+def test_a_chains_first_frame_is_capped_as_its_carried_frames_are():
+    """The still that opens a held chain keeps no pixel beyond HOLD_CAP times its own strength, so carrying it to
+    the next frame (which caps at that bound) changes nothing at once."""
+    source = np.full((1, 4, 3), 100, np.uint8)
+    dream = np.array([[[110, 90, 100], [100, 100, 100], [250, 0, 100], [100, 100, 104]]], np.uint8)
+    # dream +10 -10 0, 0, +150 -100 0, +4: the bound b with +-150 and 100 clipped to it is 4 (24 + 2 b) / 12: 24
+    capped = cap_dream(dream, source)
+    np.testing.assert_array_equal(capped, [[[110, 90, 100], [100, 100, 100], [124, 76, 100], [100, 100, 104]]])
+    hold = float(np.mean(np.abs(capped.astype(int) - source)))
+    carried = coherent_init(source, source, capped, settings=FlowSettings(method="none", blend=0.0), hold=hold)
+    np.testing.assert_array_equal(carried, capped)
+    np.testing.assert_array_equal(cap_dream(source, source), source)  # no dream: nothing to cap
+    # one value of twelve moved (+150): no bound but 0 caps it at 4x the capped strength, so the plain cap, 4x its
+    # strength 12.5, rather than wiping the dream out
+    assert cap_dream(np.where(dream > 200, dream, source), source).max() == 150
 
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])
