@@ -48,9 +48,10 @@ OWN_STEP = 4.0
 # filmed still, activation coverage of the last 8 frames over the first, strength over a still), share 0.2 / 0.1 /
 # 0.05 / 0 (no top-up at all): astronaut 1.01 / 1.40, 0.92, 1.01; 1.00 / 1.31, 0.93, 0.99; 0.98 / 1.26, 0.95,
 # 0.97; 0.96 / 1.21, 0.96, 0.95; hubble_deep_field 1.05 / 1.82, 1.00, 1.01; 1.06 / 1.77, 0.95, 0.99; 1.05 / 1.74,
-# 0.92, 0.94; 1.04 / 1.70, 0.88, 0.89. Half the share keeps strength and coverage; the rest of the flicker at this
-# size is the carry's (no top-up: 1.70 on the star field), not the tiles (untiled, astronaut: 1.56) nor their
-# roll (the same every frame: 1.39), nor the flow (its error is 0.03-0.07 px at 480 and 960 px alike).
+# 0.92, 0.94; 1.04 / 1.70, 0.88, 0.89. Half the share keeps strength and coverage. Most of the rest was the first
+# carry dropping the first frame's pixels beyond the hold's cap at once, now capped before (flow.cap_dream): 1.22
+# and 1.19, coverage 0.91, strength 0.98 and 0.93. Not the tiles (untiled, astronaut: 1.56) nor their roll (the
+# same every frame: 1.39), nor the flow (its error is 0.03-0.07 px at 480 and 960 px alike).
 LARGE_FRAME_SHARE = 0.1
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
