@@ -571,8 +571,9 @@ def test_metrics_command(clips, reference, tmp_path, capsys):
     strength = np.mean([np.abs(d.astype(float) - s).mean() for d, s in zip(dreamed, source)])
     assert float(printed.out.split("\n")[2].split()[1]) == pytest.approx(strength, abs=0.01)
     assert main(["metrics", str(clips["pan"]), str(clips["pan"])]) == 0  # the source against itself: steady
-    # measured 0.00082 for the source, 0.00237 for this faint dream (FAST settings, the default recipe)
-    assert float(capsys.readouterr().out.split()[1]) < expected / 2
+    # measured 0.00082 for the source, 0.00157 for this faint dream (FAST settings, the default recipe; 0.00237
+    # before the chain's first frame was capped as its carried frames are)
+    assert float(capsys.readouterr().out.split()[1]) < expected / 1.5
     for argv in ([str(clips["pan"]), str(clips["silent"])], [str(clips["pan"]), str(tmp_path / "nope.mp4")]):
         assert main(["metrics", *argv]) == 1
         one_error_line(capsys.readouterr().err)
