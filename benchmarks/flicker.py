@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     loaded = load_model(ModelSettings(model=args.model))
     keep = Path(args.strips) if args.strips else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flicker-") as tmp:
         clips = {"pan": ("coffee.png sub-pixel pan", Pan(), args.frames),
