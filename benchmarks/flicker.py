@@ -122,13 +122,15 @@ def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSet
     }
 
 
-def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray], last: int = 8) -> tuple[float, float]:
-    """(activation coverage of the last `last` frames over the first frame's, their burn in %): does the dream
-    drift toward spots as the clip goes on?"""
+def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray],
+          last: int = 8) -> tuple[float, float, float]:
+    """(activation coverage of the first frame, the mean of the last `last` frames', their burn in %): does the
+    dream drift toward spots as the clip goes on?"""
     def cover(i):
         return activation_coverage(objective_map(dreamer, dreamed[i]), objective_map(dreamer, source[i]))
     tail = range(len(dreamed) - last, len(dreamed))
-    return np.mean([cover(i) for i in tail]) / cover(0), 100 * np.mean([burn(dreamed[i], source[i]) for i in tail])
+    return (cover(0), float(np.mean([cover(i) for i in tail])),
+            100 * np.mean([burn(dreamed[i], source[i]) for i in tail]))
 
 
 def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path, *, keep: Path | None,
@@ -159,7 +161,8 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     # a photo up to the base size dreams at its own scale at either base: the same dream, not dreamed twice
     same = matched.octaves(*photo.shape[:2]) == still.octaves(*photo.shape[:2])
     unmatched = floor if same else measure_clip(source, camera(still.dream(photo).frame, frames))
-    ideal_coverage, ideal_burn = drift(still, source, filmed)  # the same measure of a dream that cannot drift
+    ideal_first, ideal_tail, ideal_burn = drift(still, source, filmed)  # the same measure of a dream that cannot drift
+    ideal_coverage = ideal_tail / ideal_first
     first_dream = still.dream(source[0]).frame
     # stills of the clip's own frames (its first, middle and last): what a video of this clip can be as sharp as,
     # where the filmed still was dreamed on more pixels than a frame has (the shipped clip's camera zooms out)
@@ -176,10 +179,11 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         seconds = (time.perf_counter() - began) / frames
         dreamed = [read_image(p) for p in sorted(out.iterdir())]
         m = measure_clip(source, dreamed)
-        coverage, tail_burn = drift(still, source, dreamed)
+        cover_first, cover_tail, tail_burn = drift(still, source, dreamed)
+        coverage = cover_tail / cover_first
         own = np.mean([sharpness(dreamed[k]) / sharpness(d) for k, d in zip(probes, own_stills)])
         rows.append(f"| {mode} | {m.look.sharpness / floor.look.sharpness:.2f} | {own:.2f} | {m.look.strength / first:.2f} | "
-                    f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {coverage / ideal_coverage:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
+                    f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {coverage / ideal_coverage:.2f} | {cover_tail / ideal_tail:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
                     f"{m.look.sharpness:.1f} | {m.look.strength:.1f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
         strips.append(dreamed)
@@ -192,13 +196,13 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
 
 Filmed still (the photo dreamed whole at base size {base}, the pattern scale of the first frame's dream): E_warp
 {floor.e_warp:.5f}, sharpness {floor.look.sharpness:.1f} (source {floor.look.source_sharpness:.1f}), strength {floor.look.strength:.1f}.
-Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} (burn {ideal_burn:.2f} %): new content enters
+Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} ({ideal_tail:.3f} / {ideal_first:.3f}; burn {ideal_burn:.2f} %): new content enters
 and the first frame sits at another phase of the network's grid, so even a dream glued to the scene reads below 1.
 Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed at the default
 base size, with coarser patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
 
-| mode | sharpness / filmed still | sharpness / stills of its frames | strength / still | E_warp / filmed still | activation coverage, last 8 / first | the same over the filmed still's | burn, last 8 | E_warp | sharpness | strength | s/frame |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| mode | sharpness / filmed still | sharpness / stills of its frames | strength / still | E_warp / filmed still | activation coverage, last 8 / first | the same over the filmed still's | last 8 over the filmed still's last 8 | burn, last 8 | E_warp | sharpness | strength | s/frame |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 
@@ -250,7 +254,9 @@ Generated by `benchmarks/flicker.py` (rerun it to refresh this file).
   dream of the first frame). Sharpness is also given over still dreams of the clip's own first, middle and last
   frames: where the filmed still was dreamed on more pixels than a frame has, not even those reach its sharpness. Drift toward spots, frame by frame: the activation coverage (benchmarks/still_look.py)
   of the last 8 frames over the first frame's, target >= 0.9, and their burn, target <= the still's. The filmed
-  still, a dream that cannot drift, is measured the same way, and the video's coverage ratio is also given over its.
+  still, a dream that cannot drift, is measured the same way; the video's coverage ratio is also given over its,
+  and the video's last 8 frames over the filmed still's last 8 (the same content, so new content entering the
+  picture does not count against the video).
 
 {chr(10).join(tables)}"""
     if args.out == "-":
