@@ -100,6 +100,27 @@ def matched_base(settings: DreamSettings, photo: np.ndarray, window: float) -> i
     return round(settings.resolved().base_size * max(photo.shape[:2]) / window)
 
 
+def filmed_dream(loaded, settings: DreamSettings, photo: np.ndarray, window: float,
+                 scale: float) -> tuple[int, np.ndarray]:
+    """(base size, the photo dreamed at the first frame's octaves): the dream to film.
+
+    A photo up to the base size dreams at its own scale (its octaves end at its own size), so where the camera
+    shrinks the photo (the shipped clip's 480 photo px across 360 frame px) the photo dreamed as it is would sit
+    one octave finer than the frames' dream: its octaves at 0.61, 0.79 and 1.0 of a photo pixel against the first
+    frame's 0.47, 0.61 and 0.75. So the photo is dreamed at the frame's scale (at the matched base, exactly the
+    first frame's octaves) and its dream (output minus photo) scaled back up onto the photo. Untiled: the ideal has
+    no tile edges (tiles at 512 px soften a 600 px photo's dream: sharpness 24.9 against 30.7).
+    """
+    h, w = photo.shape[:2]
+    small = photo if scale == 1 else cv2.resize(photo, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    base = matched_base(settings, small, window * scale)
+    dreamed = Dreamer(loaded, replace(settings, base_size=base, tile_size=0)).dream(small).frame
+    if scale == 1:
+        return base, dreamed
+    residual = cv2.resize(dreamed.astype(np.float32) - small, (w, h), interpolation=cv2.INTER_LANCZOS4)
+    return base, np.clip(np.rint(photo + residual), 0, 255).astype(np.uint8)
+
+
 def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
     h, w = frames[0].shape[:2]
     proc = subprocess.Popen([ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
@@ -149,23 +170,24 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     still_settings = DreamSettings(layers=args.preset, precision=args.precision)
     video_settings = replace(still_settings, iterations=VIDEO_ITERATIONS)
     still = Dreamer(loaded, still_settings)
-    base = matched_base(still_settings, photo, first_window(camera, photo))
-    # untiled: the ideal has no tile edges (tiles at 512 px soften a 600 px photo's dream: sharpness 24.9 against 30.7)
+    window = first_window(camera, photo)
+    scale = source[0].shape[1] / window  # frame pixels per photo pixel in the first frame
+    base, dreamed_photo = filmed_dream(loaded, still_settings, photo, window, scale)
     matched = Dreamer(loaded, replace(still_settings, base_size=base, tile_size=0))
     # the filmed dream laid on the frames video mode reads: the shipped clip's H.264 frames are softer than its
     # camera's (sharpness 16.9 against 19.0), and the filmed still would otherwise be credited with the difference
     # (the same frames for the lossless pans)
     filmed = [np.clip(s.astype(np.int16) + d - p, 0, 255).astype(np.uint8)
-              for s, d, p in zip(source, camera(matched.dream(photo).frame, frames), camera(photo, frames))]
+              for s, d, p in zip(source, camera(dreamed_photo, frames), camera(photo, frames))]
     floor = measure_clip(source, filmed)
     # a photo up to the base size dreams at its own scale at either base: the same dream, not dreamed twice
-    same = matched.octaves(*photo.shape[:2]) == still.octaves(*photo.shape[:2])
+    same = scale == 1 and matched.octaves(*photo.shape[:2]) == still.octaves(*photo.shape[:2])
     unmatched = floor if same else measure_clip(source, camera(still.dream(photo).frame, frames))
     ideal_first, ideal_tail, ideal_burn = drift(still, source, filmed)  # the same measure of a dream that cannot drift
     ideal_coverage = ideal_tail / ideal_first
     first_dream = still.dream(source[0]).frame
-    # stills of the clip's own frames (its first, middle and last): what a video of this clip can be as sharp as,
-    # where the filmed still was dreamed on more pixels than a frame has (the shipped clip's camera zooms out)
+    # stills of the clip's own frames (its first, middle and last): the sharpness a dream made on the frames reaches,
+    # where the camera blurs the filmed dream as it blurs the source (the pans' 4x resampling) or zooms in
     probes = (0, frames // 2, frames - 1)
     own_stills = [first_dream] + [still.dream(source[k]).frame for k in probes[1:]]
     first, first_burn = strength(first_dream, source[0]), 100 * burn(first_dream, source[0])
@@ -194,12 +216,12 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     h, w = source[0].shape[:2]
     return f"""### {name}: {frames} frames, {w}x{h} at {fps:g} fps
 
-Filmed still (the photo dreamed whole at base size {base}, the pattern scale of the first frame's dream): E_warp
+Filmed still (the photo dreamed whole{"" if scale == 1 else f" at {round(photo.shape[1] * scale)} px, the frame's scale,"} at base size {base}, the pattern scale of the first frame's dream): E_warp
 {floor.e_warp:.5f}, sharpness {floor.look.sharpness:.1f} (source {floor.look.source_sharpness:.1f}), strength {floor.look.strength:.1f}.
 Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} ({ideal_tail:.3f} / {ideal_first:.3f}; burn {ideal_burn:.2f} %): new content enters
 and the first frame sits at another phase of the network's grid, so even a dream glued to the scene reads below 1.
-Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed at the default
-base size, with coarser patterns, filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
+Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed as it is at the
+default base size (another pattern scale), filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
 
 | mode | sharpness / filmed still | sharpness / stills of its frames | strength / still | E_warp / filmed still | activation coverage, last 8 / first | the same over the filmed still's | last 8 over the filmed still's last 8 | burn, last 8 | E_warp | sharpness | strength | s/frame |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
@@ -252,7 +274,7 @@ Generated by `benchmarks/flicker.py` (rerun it to refresh this file).
   2018) on frames scaled to [0, 1], DIS flow and occlusion mask of the source. Targets for the video defaults:
   sharpness >= 0.9, strength >= 0.9, E_warp <= 1.25, each against the filmed still (strength against a still
   dream of the first frame). Sharpness is also given over still dreams of the clip's own first, middle and last
-  frames: where the filmed still was dreamed on more pixels than a frame has, not even those reach its sharpness. Drift toward spots, frame by frame: the activation coverage (benchmarks/still_look.py)
+  frames. Drift toward spots, frame by frame: the activation coverage (benchmarks/still_look.py)
   of the last 8 frames over the first frame's, target >= 0.9, and their burn, target <= the still's. The filmed
   still, a dream that cannot drift, is measured the same way; the video's coverage ratio is also given over its,
   and the video's last 8 frames over the filmed still's last 8 (the same content, so new content entering the
