@@ -341,9 +341,10 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         share = frame_share(dreamer, *frame.shape[:2])
                         options = top_up(dreamer.settings, float(strengths[t]), share)
                         if flow.holds:  # larger steps where the carried dream is weaker, on the whole and locally,
-                            carried = carried_dream(init, frame)  # up to a whole still step
-                            options["strength"] *= step_boost(float(carried.mean()), target, 1 / share)
-                            options["step_map"] = step_map(carried, target, 1 / share)
+                            carried = carried_dream(init, frame)  # up to a whole still step (none at a share of 0)
+                            most = 1 / share if share else 1.0
+                            options["strength"] *= step_boost(float(carried.mean()), target, most)
+                            options["step_map"] = step_map(carried, target, most)
                     # the writer and the reader start on their next frames now, beside the dream rather than the blend
                     # (the reader's only after a still's dream: it has time to read ahead during that one)
                     if pending is not None:

@@ -249,6 +249,10 @@ def test_a_frame_above_the_base_size_takes_the_large_frame_share(inception, clip
     render_video(str(clips["silent"]), str(tmp_path / "held"), dreamer=large, clip=ClipSettings(end=4 / FPS))
     assert all(share <= kw["strength"] <= share / LARGE_FRAME_SHARE for kw in calls[1:])
     assert all(np.all((1 <= kw["step_map"]) & (kw["step_map"] <= 1 / LARGE_FRAME_SHARE)) for kw in calls[1:])
+    calls.clear()  # a share of 0: the first frame's dream carried and held, no top-up at all
+    monkeypatch.setattr("ddvideo.video.LARGE_FRAME_SHARE", 0.0)
+    render_video(str(clips["silent"]), str(tmp_path / "carried"), dreamer=large, clip=ClipSettings(end=4 / FPS))
+    assert len(calls) == 4 and all(kw["strength"] == 0 for kw in calls[1:])
 
 
 def test_step_boost_grows_the_dream_back_where_it_is_weak():
