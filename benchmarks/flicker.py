@@ -143,12 +143,17 @@ def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSet
     }
 
 
+def coverage(dreamer: Dreamer, dreamed: np.ndarray, source: np.ndarray) -> float:
+    """Activation coverage of one dreamed frame over its source (benchmarks/still_look.py)."""
+    return activation_coverage(objective_map(dreamer, dreamed), objective_map(dreamer, source))
+
+
 def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray],
           last: int = 8) -> tuple[float, float, float]:
     """(activation coverage of the first frame, the mean of the last `last` frames', their burn in %): does the
     dream drift toward spots as the clip goes on?"""
     def cover(i):
-        return activation_coverage(objective_map(dreamer, dreamed[i]), objective_map(dreamer, source[i]))
+        return coverage(dreamer, dreamed[i], source[i])
     tail = range(len(dreamed) - last, len(dreamed))
     return (cover(0), float(np.mean([cover(i) for i in tail])),
             100 * np.mean([burn(dreamed[i], source[i]) for i in tail]))
@@ -191,6 +196,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     probes = (0, frames // 2, frames - 1)
     own_stills = [first_dream] + [still.dream(source[k]).frame for k in probes[1:]]
     first, first_burn = strength(first_dream, source[0]), 100 * burn(first_dream, source[0])
+    # what a dream glued to the scene reads against one dreamed on the very frame: stills of the first and last
+    # frames, and the filmed still's last frame
+    still_first, still_last = (coverage(still, d, source[k]) for k, d in ((0, first_dream), (frames - 1, own_stills[-1])))
+    filmed_last = coverage(still, filmed[-1], source[-1])
     rows, strips = [], [source, filmed]
     chosen = modes(still_settings, video_settings)
     for mode, (flow, settings) in list(chosen.items())[: None if args.all_modes else 1]:
@@ -218,8 +227,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
 
 Filmed still (the photo dreamed whole{"" if scale == 1 else f" at {round(photo.shape[1] * scale)} px, the frame's scale,"} at base size {base}, the pattern scale of the first frame's dream): E_warp
 {floor.e_warp:.5f}, sharpness {floor.look.sharpness:.1f} (source {floor.look.source_sharpness:.1f}), strength {floor.look.strength:.1f}.
-Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} ({ideal_tail:.3f} / {ideal_first:.3f}; burn {ideal_burn:.2f} %): new content enters
-and the first frame sits at another phase of the network's grid, so even a dream glued to the scene reads below 1.
+Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} ({ideal_tail:.3f} / {ideal_first:.3f}; burn {ideal_burn:.2f} %).
+Stills dreamed on the first and the last frame read {still_first:.3f} and {still_last:.3f}; the filmed still's last frame
+{filmed_last:.3f}, {filmed_last / still_last:.2f} of the still of that frame: a dream glued to the scene reads lower than one
+dreamed on the very frame, as a video's first frame is.
 Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed as it is at the
 default base size (another pattern scale), filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
 
