@@ -143,7 +143,7 @@ def modes(still: DreamSettings, video: DreamSettings) -> dict[str, tuple[FlowSet
     }
 
 
-def coverage(dreamer: Dreamer, dreamed: np.ndarray, source: np.ndarray) -> float:
+def frame_coverage(dreamer: Dreamer, dreamed: np.ndarray, source: np.ndarray) -> float:
     """Activation coverage of one dreamed frame over its source (benchmarks/still_look.py)."""
     return activation_coverage(objective_map(dreamer, dreamed), objective_map(dreamer, source))
 
@@ -153,7 +153,7 @@ def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray],
     """(activation coverage of the first frame, the mean of the last `last` frames', their burn in %): does the
     dream drift toward spots as the clip goes on?"""
     def cover(i):
-        return coverage(dreamer, dreamed[i], source[i])
+        return frame_coverage(dreamer, dreamed[i], source[i])
     tail = range(len(dreamed) - last, len(dreamed))
     return (cover(0), float(np.mean([cover(i) for i in tail])),
             100 * np.mean([burn(dreamed[i], source[i]) for i in tail]))
@@ -198,8 +198,8 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     first, first_burn = strength(first_dream, source[0]), 100 * burn(first_dream, source[0])
     # what a dream glued to the scene reads against one dreamed on the very frame: stills of the first and last
     # frames, and the filmed still's last frame
-    still_first, still_last = (coverage(still, d, source[k]) for k, d in ((0, first_dream), (frames - 1, own_stills[-1])))
-    filmed_last = coverage(still, filmed[-1], source[-1])
+    still_first, still_last = (frame_coverage(still, d, source[k]) for k, d in ((0, first_dream), (frames - 1, own_stills[-1])))
+    filmed_last = frame_coverage(still, filmed[-1], source[-1])
     rows, strips = [], [source, filmed]
     chosen = modes(still_settings, video_settings)
     for mode, (flow, settings) in list(chosen.items())[: None if args.all_modes else 1]:
