@@ -101,8 +101,8 @@ def matched_base(settings: DreamSettings, photo: np.ndarray, window: float) -> i
 
 
 def filmed_dream(loaded, settings: DreamSettings, photo: np.ndarray, window: float,
-                 scale: float) -> tuple[int, np.ndarray]:
-    """(base size, the photo dreamed at the first frame's octaves): the dream to film.
+                 scale: float) -> tuple[Dreamer, np.ndarray]:
+    """(the dreamer at the matched base, the photo dreamed at the first frame's octaves): the dream to film.
 
     A photo up to the base size dreams at its own scale (its octaves end at its own size), so where the camera
     shrinks the photo (the shipped clip's 480 photo px across 360 frame px) the photo dreamed as it is would sit
@@ -113,12 +113,12 @@ def filmed_dream(loaded, settings: DreamSettings, photo: np.ndarray, window: flo
     """
     h, w = photo.shape[:2]
     small = photo if scale == 1 else cv2.resize(photo, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    base = matched_base(settings, small, window * scale)
-    dreamed = Dreamer(loaded, replace(settings, base_size=base, tile_size=0)).dream(small).frame
+    matched = Dreamer(loaded, replace(settings, base_size=matched_base(settings, small, window * scale), tile_size=0))
+    dreamed = matched.dream(small).frame
     if scale == 1:
-        return base, dreamed
+        return matched, dreamed
     residual = cv2.resize(dreamed.astype(np.float32) - small, (w, h), interpolation=cv2.INTER_LANCZOS4)
-    return base, np.clip(np.rint(photo + residual), 0, 255).astype(np.uint8)
+    return matched, np.clip(np.rint(photo + residual), 0, 255).astype(np.uint8)
 
 
 def write_lossless(frames: list[np.ndarray], path: Path, fps: float) -> None:
@@ -177,8 +177,8 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     still = Dreamer(loaded, still_settings)
     window = first_window(camera, photo)
     scale = source[0].shape[1] / window  # frame pixels per photo pixel in the first frame
-    base, dreamed_photo = filmed_dream(loaded, still_settings, photo, window, scale)
-    matched = Dreamer(loaded, replace(still_settings, base_size=base, tile_size=0))
+    matched, dreamed_photo = filmed_dream(loaded, still_settings, photo, window, scale)
+    base = matched.settings.base_size
     # the filmed dream laid on the frames video mode reads: the shipped clip's H.264 frames are softer than its
     # camera's (sharpness 16.9 against 19.0), and the filmed still would otherwise be credited with the difference
     # (the same frames for the lossless pans)
@@ -198,7 +198,8 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
     first, first_burn = strength(first_dream, source[0]), 100 * burn(first_dream, source[0])
     # what a dream glued to the scene reads against one dreamed on the very frame: stills of the first and last
     # frames, and the filmed still's last frame
-    still_first, still_last = (frame_coverage(still, d, source[k]) for k, d in ((0, first_dream), (frames - 1, own_stills[-1])))
+    still_first = frame_coverage(still, first_dream, source[0])
+    still_last = frame_coverage(still, own_stills[-1], source[-1])
     filmed_last = frame_coverage(still, filmed[-1], source[-1])
     rows, strips = [], [source, filmed]
     chosen = modes(still_settings, video_settings)
@@ -229,7 +230,7 @@ Filmed still (the photo dreamed whole{"" if scale == 1 else f" at {round(photo.s
 {floor.e_warp:.5f}, sharpness {floor.look.sharpness:.1f} (source {floor.look.source_sharpness:.1f}), strength {floor.look.strength:.1f}.
 Its activation coverage, last 8 frames over the first: {ideal_coverage:.2f} ({ideal_tail:.3f} / {ideal_first:.3f}; burn {ideal_burn:.2f} %).
 Stills dreamed on the first and the last frame read {still_first:.3f} and {still_last:.3f}; the filmed still's last frame
-{filmed_last:.3f}, {filmed_last / still_last:.2f} of the still of that frame: a dream glued to the scene reads lower than one
+{filmed_last:.3f}, {filmed_last / still_last:.2f} of the still of that frame: a dream glued to the scene reads {"lower than" if filmed_last < still_last else "as high as"} one
 dreamed on the very frame, as a video's first frame is.
 Still dream of the first frame: strength {first:.1f}, burn {first_burn:.2f} %. The photo dreamed as it is at the
 default base size (another pattern scale), filmed the same way: E_warp {unmatched.e_warp:.5f}, sharpness {unmatched.look.sharpness:.1f}.
