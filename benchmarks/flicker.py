@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strips", help="folder for PNG strips of the frames (source, filmed still, each mode)")
     p.add_argument("--clips", default="pan,sample,hubble_deep_field,astronaut,grass,retina",
                    help="which clips: pan (the sub-pixel pan over coffee.png), sample (coffee_pan.mp4), or the name of "
-                        "a scikit-image photo panned the same way, NAME@WIDTH for a wider window (and a larger photo)")
+                        "a scikit-image photo (or mosaic: nine of them, sharp at mosaic@1920) panned the same way, NAME@WIDTH "
+                        "for a wider window (and a larger photo)")
     p.add_argument("--all-modes", action="store_true", help="every video mode, not only the defaults")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "flicker-results.md"))
     args = p.parse_args(argv)
