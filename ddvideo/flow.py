@@ -55,11 +55,11 @@ class FlowSettings:
     hold: bool = True
     occlusion: bool = True  # take the source frame where the flow is unreliable
     # Dream each frame shifted so the camera's motion keeps the picture on the same phase of the network's stride
-    # grid. Once lower flicker (samples/coffee_pan.mp4: E_warp 0.00165 -> 0.00130, before the top-ups' smoothed
-    # gradient); now it stacks each frame's small step on the same content, and burned specks with it. Six 48-frame
-    # clips, real weights (benchmarks/flicker-results.md), aligned against not: burn of the last frames 2.02 % against
-    # 0.54 % on the shipped clip, 1.25 % against 0.08 % on a pan over samples/coffee.png, 1.01 % against 0.74 % on
-    # grass; E_warp of the filmed still 0.69-1.52 against 0.68-1.47; strength 1.01-1.04 of a still against 0.94-0.98.
+    # grid: each frame's step lands on the content it landed on before, so the dream is crisper and a little
+    # stronger, and flickers more. Six 48-frame clips, real weights, the own step at 4x (benchmarks/flicker-results.md),
+    # aligned against not, each against the filmed still: sharpness 0.93-1.30 against 0.88-1.23, strength 1.01-1.07
+    # against 0.96-1.01, E_warp 0.86-1.49 against 0.75-1.37 (over 1.25 on two clips against one); no burned pixel
+    # either way (before the hold's cap it stacked burned specks: tail burn up to 2.02 % against 0.54 %).
     align: bool = False
 
     def __post_init__(self) -> None:
