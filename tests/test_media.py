@@ -284,13 +284,22 @@ def test_an_encoder_stopped_by_a_signal_says_so(tmp_path: Path, sig: signal.Sign
     either way the message names the signal, not the disk."""
     out = tmp_path / "out.mp4"
     frame = grey_frames(1)[0]
-    with pytest.raises(OutputError, match=rf"^ffmpeg was stopped by {sig.name} (while writing|before it finished) "
-                                          rf".*out\.mp4; run the same command again to continue$"):
-        with VideoWriter(out, fps=12, size=(64, 48)) as writer:
-            writer.write(frame)
-            writer._proc.send_signal(sig)
-            while True:  # until the pipe to the stopped encoder breaks
+    # a shell that starts the tests in the background ignores SIGINT, and the encoder would inherit that: a signal
+    # sent before it sets up its own handling would be lost, and the loop below would write forever
+    ignored = signal.getsignal(sig) is signal.SIG_IGN
+    if ignored:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    try:
+        with pytest.raises(OutputError, match=rf"^ffmpeg was stopped by {sig.name} (while writing|before it finished) "
+                                              rf".*out\.mp4; run the same command again to continue$"):
+            with VideoWriter(out, fps=12, size=(64, 48)) as writer:
                 writer.write(frame)
+                writer._proc.send_signal(sig)
+                while True:  # until the pipe to the stopped encoder breaks
+                    writer.write(frame)
+    finally:
+        if ignored:
+            signal.signal(sig, signal.SIG_IGN)
     assert list(tmp_path.iterdir()) == []
 
 
