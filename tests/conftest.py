@@ -21,6 +21,30 @@ def inception():
     return load_model(ModelSettings(model="inception_v3", weights="none", seed=0))
 
 
+SMALL_NET_LAYERS = "conv2=1.0,conv3=2.0"
+
+
+@pytest.fixture(scope="session")
+def small_net(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a seeded four-layer convolutional net saved as a .keras file (its layers conv0-conv3, each halving
+    the picture), for tests that render in processes of their own: each such process loads and traces it about 6 s
+    faster than InceptionV3, and what those tests check is not the network."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = inputs = keras.Input((None, None, 3))
+    for k, filters in enumerate((16, 32, 48, 64)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", name=f"conv{k}")(x)
+    path = tmp_path_factory.mktemp("small_net") / "small.keras"
+    keras.Model(inputs, x).save(path)
+    return str(path)
+
+
+def small_net_options(path: str, *, iterations: int) -> list[str]:
+    """Command-line options that dream fast with the small net saved at `path`."""
+    return ["--model", path, "--layers", SMALL_NET_LAYERS, "--octaves", "1", "--iterations", str(iterations), "-q"]
+
+
 def textured_image(height: int, width: int, *, seed: int = 0) -> np.ndarray:
     """A smooth random colour texture, (H, W, 3) uint8."""
     import cv2

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, textured_image
+from conftest import SMALL_LAYERS, SMALL_NET_LAYERS, textured_image
 from ddvideo.batch import (
     HELD_WARMUP,
     MAX_WARMUP,
@@ -64,6 +64,11 @@ def pan_clip(path: Path, *, frames: int, size: int = 112, step: int = 3, audio: 
                        check=True)
         silent.unlink()
     return path
+
+
+def net_defaults(model: str) -> str:
+    """DEFAULTS with conftest's small net in place of InceptionV3, for jobs that dream in worker processes."""
+    return DEFAULTS.replace(f'layers = "{SMALL_LAYERS}"', f'model = "{model}"\nlayers = "{SMALL_NET_LAYERS}"')
 
 
 def write_manifest(folder: Path, jobs: str, *, defaults: str = DEFAULTS, name: str = "jobs.toml") -> Path:
@@ -338,7 +343,7 @@ output = "readonly/x.mp4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.toml", "notes.txt", "readonly"]  # nothing started
 
 
-def test_batch_makes_the_output_folders_it_needs(tmp_path: Path, clip: Path) -> None:
+def test_batch_makes_the_output_folders_it_needs(tmp_path: Path, clip: Path, small_net: str) -> None:
     """The README's manifest writes to out/...: folders that do not exist yet are made, not refused."""
     write_image(tmp_path / "still.png", textured_image(120, 140))
     (tmp_path / "blocked").write_text("a file where a folder would go\n")
@@ -352,7 +357,7 @@ end = 0.5
 mode = "image"
 input = "still.png"
 output = "out/stills/deeper/still.png"
-""")
+""", defaults=net_defaults(small_net))
     summary = run_batch(load_manifest(path), gpus=[])
     assert [(r.status, r.frames) for r in summary.results] == [("done", 6), ("done", 1)], summary.results
     assert probe_video(tmp_path / "out" / "clips" / "pan.mp4").n_frames == 6
@@ -365,7 +370,7 @@ output = "out/stills/deeper/still.png"
 
 # -- running -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def two_jobs(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> tuple[Path, int]:
+def two_jobs(tmp_path_factory: pytest.TempPathFactory, clip: Path, small_net: str) -> tuple[Path, int]:
     """A video job in two segments that finishes and an image job whose input is no image, run through the CLI."""
     folder = tmp_path_factory.mktemp("batch")
     (folder / "out").mkdir()
@@ -383,7 +388,7 @@ step = 20.0  # a still's step: the seam measured with the strongest per-frame ch
 mode = "image"
 input = "broken.png"
 output = "out/broken.png"
-""")
+""", defaults=net_defaults(small_net))
     return path, main(["batch", str(path), "-q"])
 
 
@@ -394,7 +399,7 @@ def test_a_failing_job_does_not_stop_the_other(two_jobs: tuple[Path, int]) -> No
     pan, broken = summary["jobs"]
     assert (pan["status"], pan["frames"], pan["dreamed"], pan["error"]) == ("done", 24, 24, None)
     assert (pan["loads"], broken["loads"]) == (1, 0)  # one worker: the second segment reuses the network
-    assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 17
+    assert broken["status"] == "failed" and "not a readable image" in broken["error"] and broken["line"] == 18
     assert summary["finished"] and sorted(os.listdir(path.parent / "out")) == ["pan.mp4"]  # no work folder left
 
 
@@ -421,9 +426,10 @@ def test_join_copies_the_segments_and_adds_the_audio(tmp_path: Path) -> None:
     assert probe_video(tmp_path / "joined.mp4").audio_codec == "aac"
 
 
-def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path) -> None:
+def test_rerun_after_a_kill_resumes_and_then_skips(tmp_path: Path, small_net: str) -> None:
     pan_clip(tmp_path / "long.mp4", frames=24)
-    path = write_manifest(tmp_path, '[[job]]\ninput = "long.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    path = write_manifest(tmp_path, '[[job]]\ninput = "long.mp4"\noutput = "out.mp4"\niterations = 2\n',
+                          defaults=net_defaults(small_net))
     frames = tmp_path / "out.mp4.ddwork" / "frames"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     batch = subprocess.Popen([sys.executable, "-m", "ddvideo.cli", "batch", str(path), "-q"], cwd=ROOT, env=env,
@@ -481,9 +487,10 @@ def run_killing_a_worker_once(path: Path, **options) -> tuple:
     return result, killed[0]
 
 
-def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path) -> None:
+def test_a_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path, small_net: str) -> None:
     pan_clip(tmp_path / "in.mp4", frames=24)
-    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n',
+                          defaults=net_defaults(small_net))
     result, _ = run_killing_a_worker_once(path, gpus=[])
     assert result.retries == ("its worker process (CPU) was killed by SIGKILL",)
 
@@ -497,9 +504,10 @@ def local_ray():
     ray.shutdown()
 
 
-def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path, local_ray) -> None:
+def test_a_ray_worker_killed_once_is_retried_and_the_summary_says_so(tmp_path: Path, local_ray, small_net: str) -> None:
     pan_clip(tmp_path / "in.mp4", frames=24)
-    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n')
+    path = write_manifest(tmp_path, '[[job]]\ninput = "in.mp4"\noutput = "out.mp4"\niterations = 2\n',
+                          defaults=net_defaults(small_net))
     result, _ = run_killing_a_worker_once(path, ray="auto")
     assert re.fullmatch(r"its Ray worker \(\S+\) died; Ray restarted the worker and it resumed from its frames",
                         result.retries[0]), result.retries
@@ -517,7 +525,7 @@ def test_a_job_another_render_holds_is_running_elsewhere(tmp_path: Path, clip: P
     assert format_summary(summary).endswith(f"1 jobs: 1 running elsewhere; results in {summary.path}")
 
 
-def test_batch_on_a_local_ray_instance(tmp_path: Path, local_ray) -> None:
+def test_batch_on_a_local_ray_instance(tmp_path: Path, local_ray, small_net: str) -> None:
     pan_clip(tmp_path / "a.mp4", frames=8)
     path = write_manifest(tmp_path, """
 [[job]]
@@ -528,7 +536,7 @@ output = "a.out.mp4"
 input = "a.mp4"
 output = "b.out.mkv"
 iterations = 2
-""")
+""", defaults=net_defaults(small_net))
     summary = run_batch(load_manifest(path), ray="auto")  # one worker actor, both jobs in turn
     assert [(r.status, r.frames) for r in summary.results] == [("done", 8), ("done", 8)], summary.results
     assert [r.loads for r in summary.results] == [1, 0]  # the actor kept the network for the second job

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, one_error_line, textured_image
+from conftest import SMALL_LAYERS, one_error_line, small_net_options, textured_image
 from ddvideo.cli import main
 from ddvideo.media import read_image, write_image
 
@@ -88,13 +88,14 @@ def test_image_too_small_says_how_to_fix(tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_root_cli_script_runs(tmp_path, photo):
+def test_root_cli_script_runs(tmp_path, photo, small_net):
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = str(tmp_path / "r.png")
-    done = subprocess.run([sys.executable, os.path.join(root, "cli.py"), "image", photo, out, *FAST],
+    done = subprocess.run([sys.executable, os.path.join(root, "cli.py"), "image", photo, out,
+                           *small_net_options(small_net, iterations=2)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # quiet: TensorFlow's start-up chatter is hidden too

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SMALL_LAYERS, Interrupt, one_error_line, textured_image
+from conftest import SMALL_LAYERS, Interrupt, one_error_line, small_net_options, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
 from ddvideo.errors import DDVideoError, LockedError
@@ -398,10 +398,10 @@ def wait_for_frames(proc: subprocess.Popen, work: Path, count: int) -> None:
         time.sleep(0.01)
 
 
-def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys):
+def test_killed_render_resumes_to_the_same_frames(clips, tmp_path, capsys, small_net):
     out = tmp_path / "killed.mp4"
     work = tmp_path / "killed.mp4.ddwork" / "frames"
-    argv = ["video", str(clips["pan"]), str(out), *FAST, "--crf", "0"]
+    argv = ["video", str(clips["pan"]), str(out), *small_net_options(small_net, iterations=1), "--crf", "0"]
     proc = start_render(argv)
     try:
         wait_for_frames(proc, work, 2)
