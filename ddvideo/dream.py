@@ -69,6 +69,15 @@ DETAIL_SHARE = 30
 # frame after frame, until the dream turns to a crunchy waffle (a 48-frame pan over samples/coffee.png, real
 # weights, against the dream filmed still: E_warp 1.36 -> 1.26, activation coverage of the last frames 0.58 -> 0.63).
 TOP_UP_TAPS = np.array([0.25, 0.5, 0.25], np.float32)
+# A top-up's objective raises each position's value (its mean activation, or mean square for the square loss) to this
+# power before averaging: below 1 it is concave, so a position where the network reads the carried dream weakly gains
+# more from a step than one where it reads it strongly. With the plain mean a frame's few small steps went mostly
+# where the network already saw the dream, and over a clip the dream gathered there: activation coverage of the last
+# 8 frames over the first, 48-frame pans over samples/coffee.png / samples/coffee_pan.mp4 (real weights; E_warp
+# against the dream filmed still), power 1 / 0.5 / 0.2: 0.79 / 0.82 / 0.85 (1.14 / 1.12 / 1.12); 0.80 / 0.83 / 0.86
+# (0.83 / 0.83 / 0.83), sharpness within 0.01. A still's steps keep the plain mean.
+TOP_UP_POWER = 0.2
+POWER_FLOOR = 1e-3  # added to each position's value before the power, so one that reads nothing has a finite slope
 
 
 @dataclass(frozen=True)
@@ -204,7 +213,8 @@ class Dreamer:
         # is most of a dreamer's start-up, and a new frame size then costs only the small octave graph around it.
         self._network_gradients = tf.function(
             self._piece_gradients, experimental_attributes={"_noinline": True},
-            input_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)))
+            input_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.float32),
+                             tf.TensorSpec([], tf.float32)))
         self._roll = True  # random roll of tiled gradients; off only to show the seams it hides
 
     # -- public -----------------------------------------------------------------------------------
@@ -323,8 +333,10 @@ class Dreamer:
         def cond(i, img, loss, done, backoff):
             return tf.logical_and(i < iterations, tf.logical_not(done))
 
+        power = tf.where(top_up, TOP_UP_POWER, 1.0)
+
         def body(i, img, loss, done, backoff):
-            loss, grads = self._gradients(img, tf.stack([seed, i]), backoff)
+            loss, grads = self._gradients(img, tf.stack([seed, i]), backoff, power)
             grads = tf.cond(top_up, lambda: convolve(convolve(grads, TOP_UP_TAPS, 0), TOP_UP_TAPS, 1), lambda: grads)
             if self.recipe.normalize == "l2":
                 grads = tf.math.l2_normalize(grads)
@@ -345,9 +357,10 @@ class Dreamer:
         )
         return img, loss
 
-    def _loss(self, img):
-        """Weighted mean squared activation of each objective term, border cropped (with a guide: the weighted
-        guided terms). img: (H, W, 3)."""
+    def _loss(self, img, power):
+        """Weighted objective of each term, border cropped: the mean (squared, for the square loss) activation, or
+        with `power` below 1 the mean of each position's value to that power (TOP_UP_POWER); with a guide, the
+        weighted guided terms. img: (H, W, 3)."""
         features = self.extractor(self.loaded.to_input(img[None]), training=False)
         loss = tf.constant(0.0)
         for k, term in enumerate(self.terms):
@@ -356,30 +369,35 @@ class Dreamer:
                 value = guided_term(act, self._guides[term.layer])
             else:
                 act = act if term.channel is None else act[..., term.channel]
-                value = tf.reduce_mean(tf.square(act) if self.recipe.loss == "square" else act)
+                values = tf.square(act) if self.recipe.loss == "square" else act
+                positions = values if term.channel is not None else tf.reduce_mean(values, axis=-1)
+                # a select, not a branch: a still's graph and rounding stay as without the power (a dream amplifies
+                # rounding: a tf.cond here moved a 480 px still by 9 grey levels on average)
+                value = tf.where(power < 1.0, tf.reduce_mean(tf.pow(tf.nn.relu(positions) + POWER_FLOOR, power)),
+                                 tf.reduce_mean(values))
             loss += self.term_weights[k] * value
         return loss
 
-    def _gradients(self, img, seed, backoff):
+    def _gradients(self, img, seed, backoff, power):
         """(loss, d loss / d img) for one (H, W, 3) image, tile by tile when it is larger than the tile size."""
         tile = self.settings.tile_size
         if not tile or (int(img.shape[0]) <= tile and int(img.shape[1]) <= tile):
-            return self._network_gradients(img, backoff)
-        return self._tiled_gradients(img, seed, tile, backoff)
+            return self._network_gradients(img, backoff, power)
+        return self._tiled_gradients(img, seed, tile, backoff, power)
 
-    def _piece_gradients(self, img, backoff):
+    def _piece_gradients(self, img, backoff, power):
         """(loss, d loss / d img) of one untiled (h, w, 3) image; the gradient is float32 whatever the network's dtype."""
         # in float16 the mean loss's gradient underflows unless the loss is scaled up by about the pixel count first
         pixels = tf.cast(tf.shape(img)[0] * tf.shape(img)[1], tf.float32)
         scale = pixels * backoff if self.settings.precision == "float16" else None
         with tf.GradientTape() as tape:
             tape.watch(img)
-            loss = self._loss(img)
+            loss = self._loss(img, power)
             target = loss if scale is None else loss * scale
         grads = tape.gradient(target, img)
         return loss, grads if scale is None else grads / scale
 
-    def _tiled_gradients(self, img, seed, tile, backoff):
+    def _tiled_gradients(self, img, seed, tile, backoff, power):
         """Gradients of equal tiles in a loop: the graph holds one tile's network whatever the frame size (it
         traces and compiles in seconds at 4K), and peak memory is one tile's activations."""
         height, width = int(img.shape[0]), int(img.shape[1])
@@ -397,7 +415,7 @@ class Dreamer:
 
         def body(k, tiles, loss):
             piece = tf.slice(padded, tf.stack([k // cols * th, k % cols * tw, 0]), [th, tw, 3])
-            piece_loss, g = self._network_gradients(piece, backoff)
+            piece_loss, g = self._network_gradients(piece, backoff, power)
             return k + 1, tiles.write(k, g), loss + piece_loss / (rows * cols)
 
         tiles = tf.TensorArray(tf.float32, size=rows * cols, element_shape=[th, tw, 3])

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras
 
 from conftest import SMALL_LAYERS, textured_image
+from ddvideo import dream
 from ddvideo.dream import Dreamer, DreamSettings, to_uint8, to_unit
 from ddvideo.pyramid import octave_shapes, tile_spans
 from ddvideo.errors import SettingsError
@@ -222,6 +223,26 @@ def test_a_top_up_takes_one_step_of_its_own_at_the_frames_own_octave(inception):
     assert np.array_equal(one.dream(image, top_up=True, own_step=0.0).frame, one.dream(image, top_up=True).frame)
 
 
+def test_a_top_up_steps_most_where_the_network_reads_least(inception, monkeypatch):
+    """A top-up's objective is concave in each position's activation (TOP_UP_POWER), so its step goes more to the
+    part of a frame the network reads weakly than the plain mean's would: a video's few steps a frame spread the
+    dream instead of gathering it where the network already sees it."""
+    strong = textured_image(96, 64, seed=2)
+    weak = (128 + (textured_image(96, 64, seed=3).astype(int) - 128) // 8).astype(np.uint8)  # 1/8 of the contrast
+    image = np.concatenate([strong, weak], axis=1)
+    settings = DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1, strength=5.0)
+
+    def weak_share() -> float:
+        moved = np.abs(Dreamer(inception, settings).dream_tensor(to_unit(image), top_up=True)[0].numpy()
+                       - to_unit(image).numpy()).mean(axis=(0, 2))
+        return float(moved[64:].sum() / moved.sum())
+
+    concave = weak_share()
+    monkeypatch.setattr(dream, "TOP_UP_POWER", 1.0)
+    plain = weak_share()
+    assert concave > 1.2 * plain, (concave, plain)
+
+
 def checkerboard(change: np.ndarray) -> float:
     """Share of a change's energy at the pixel grid's Nyquist frequency (+1/-1 alternating on both axes), against
     the energy of its 2x2 block means' pattern: 0 for a smooth change."""
@@ -305,7 +326,7 @@ def test_round_trip_of_pixel_scale():
 # -- speed options: precision and XLA --------------------------------------------------------------
 def _gradient(dreamer, image):
     x = to_unit(image)
-    return tf.function(lambda x: dreamer._piece_gradients(x, tf.constant(1.0))[1])(x).numpy().ravel()
+    return tf.function(lambda x: dreamer._piece_gradients(x, tf.constant(1.0), tf.constant(1.0))[1])(x).numpy().ravel()
 
 
 @pytest.mark.parametrize("precision, min_cosine", [("bfloat16", 0.95), ("float16", 0.99)])
