@@ -75,7 +75,9 @@ TOP_UP_TAPS = np.array([0.25, 0.5, 0.25], np.float32)
 # where the network already saw the dream, and over a clip the dream gathered there: activation coverage of the last
 # 8 frames over the first, 48-frame pans over samples/coffee.png / samples/coffee_pan.mp4 (real weights; E_warp
 # against the dream filmed still), power 1 / 0.5 / 0.2: 0.79 / 0.82 / 0.85 (1.14 / 1.12 / 1.12); 0.80 / 0.83 / 0.86
-# (0.83 / 0.83 / 0.83), sharpness within 0.01. A still's steps keep the plain mean.
+# (0.83 / 0.83 / 0.83), sharpness within 0.01 (first measured patched in from outside; in the engine, on all six
+# clips of benchmarks/flicker-results.md, +0.02 to +0.07). A still's steps keep the plain mean. Cost: 1.26 s a
+# top-up at 540x360 either way (two runs each, 1.23-1.29 s).
 TOP_UP_POWER = 0.2
 POWER_FLOOR = 1e-3  # added to each position's value before the power, so one that reads nothing has a finite slope
 
