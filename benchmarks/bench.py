@@ -34,7 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SECTIONS = ("speed", "reference", "frame", "video", "memory", "startup", "batch")
 SIZES = {"256x256": (256, 256), "540x360": (360, 540), "1280x720": (720, 1280), "1920x1080": (1080, 1920),
          "3840x2160": (2160, 3840)}  # name: (H, W)
-NOTES = "## Notes"
+NOTES = "## Notes"  # a results file's hand-written findings start at this heading
+
+
+def write_keeping_notes(path: Path, text: str) -> None:
+    """Write a results file, keeping its hand-written findings: everything from its NOTES heading on survives."""
+    old = path.read_text() if path.exists() else ""
+    path.write_text(text + ("\n" + old[old.index(NOTES):] if NOTES in old else ""))
 
 
 # -- the machine ------------------------------------------------------------------------------------
@@ -392,9 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         """Write what is measured so far (a run cut short by a time limit still leaves its finished sections)."""
         if path is not None:
-            text = report(info, args, dict(parts), verdicts, time.perf_counter() - began)
-            notes = path.read_text()[path.read_text().index(NOTES):] if path.exists() and NOTES in path.read_text() else ""
-            path.write_text(text + ("\n" + notes if notes else ""))
+            write_keeping_notes(path, report(info, args, dict(parts), verdicts, time.perf_counter() - began))
 
     with tempfile.TemporaryDirectory(prefix="ddbench-") as tmp:
         clip = make_clip(Path(tmp), seconds=1.0 if args.quick else 2.0)

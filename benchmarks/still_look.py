@@ -34,14 +34,13 @@ from ddvideo.objective import objective_map  # noqa: E402
 from ddvideo.media import write_image  # noqa: E402
 from ddvideo.models import ModelSettings, load_model  # noqa: E402
 
-from bench import cpu_model, gpu_names  # noqa: E402
+from bench import cpu_model, gpu_names, write_keeping_notes  # noqa: E402
 
 PICTURES = ("astronaut", "hubble_deep_field", "grass", "rocket", "motorcycle", "retina", "coffee", "chelsea")
 KINDS = {"astronaut": "face", "hubble_deep_field": "bright points on dark", "grass": "foliage (grey)",
          "rocket": "outdoor scene", "motorcycle": "objects, indoors", "retina": "dark, one hue",
          "coffee": "still life", "chelsea": "animal", "mosaic": "nine photos"}
 MOSAIC = ("retina", "hubble_deep_field", "motorcycle", "coffee", "rocket", "astronaut", "grass", "chelsea", "gravel")
-NOTES = "## Notes"
 
 
 def photo(name: str) -> np.ndarray:
@@ -199,12 +198,8 @@ pictures blurred by sigma 4 px), sharpness (mean |Laplacian| over the source's).
                          "burn (points) | structure | sharpness |\n|---|---|---|---|---|---|\n" + "\n".join(ratio_lines) + "\n")
         parts.append(f"### Every picture\n\n| picture | recipe {header} seconds |\n|---|---{'|---' * len(COLUMNS)}|---|\n"
                      + "\n".join(rows) + "\n")
-    out = Path(args.out)
-    notes = ""
-    if out.exists() and NOTES in out.read_text():
-        notes = out.read_text()[out.read_text().index(NOTES):]
-    out.write_text("\n".join(parts) + ("\n" + notes if notes else ""))
-    print(f"wrote {out}")
+    write_keeping_notes(Path(args.out), "\n".join(parts))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
