@@ -64,6 +64,17 @@ STEP_REFERENCE_PIXELS = 512 * 384
 # Octaves above the base size take one step per DETAIL_SHARE iterations: with as many steps as the look octaves, a
 # 4x larger picture came out 1.8x as strong (coffee.png, base 384, real weights); with one step each, 1.19x.
 DETAIL_SHARE = 30
+# Share of the detail lost by shrinking that an octave above the base size puts back, whatever the recipe's share
+# below. Such an octave takes one small step, which cannot burn a highlight, so the recipe's reason to hold detail
+# back does not hold there, and what is held back is the picture's own sharpness. Stills at the image defaults (real
+# weights, `tutorial`, bfloat16), share 0.5 -> 1: sharpness over the source 0.60 -> 1.06 (nine photos at 1920 px),
+# 0.66 -> 1.05 (the same at 960 px), 0.62 -> 1.01 (the star field at 1000 px); burn 0.63 -> 0.44 %, 0.56 -> 0.46 %,
+# 1.44 -> 1.17 %; the same dream patterns, while the network reads the sharper picture a little less (objective gain
+# x1.22 -> x1.16, x1.74 -> x1.56, x1.52 -> x1.40). Video frames above the base size re-inject all of it already
+# (video.top_up), so a clip's first frame, a still, no longer opens softer than those after it: E_warp against the
+# dream filmed still 1.83 -> 1.08 on a 1920 px pan over the nine photos (sharpness 1.26 -> 1.05 of it), 1.21 -> 0.91
+# and 1.19 -> 0.93 on 960 px pans over a face and the star field (benchmarks/flicker-results.md).
+ABOVE_BASE_REINJECT = 1.0
 # A top-up's gradient is smoothed by these taps on each axis, which zero the checkerboard a strided network's
 # gradient carries. A still's many full steps bury it; a video frame's few small ones add it to the same content
 # frame after frame, until the dream turns to a crunchy waffle (a 48-frame pan over samples/coffee.png, real
@@ -314,9 +325,11 @@ class Dreamer:
             octave_step = tf.where(adds, octave_step * tf.where(own, own_step, detail), octave_step)
             octave_step = octave_step * tf.image.resize(step_map, shape)  # (h, w, 1): the step at each pixel
             img, loss = self._ascend(img, steps, octave_step, max_loss, seed * 16 + index, top_up)
-            # re-inject (the recipe's share of) the detail that shrinking the original lost at this scale
+            # re-inject (the recipe's share of) the detail that shrinking the original lost at this scale; an octave
+            # above the base size puts all of it back (ABOVE_BASE_REINJECT)
             same_size = resize(original, shape)
-            img = img + reinject * (same_size - tf.image.resize(shrunk, shape))
+            share = ABOVE_BASE_REINJECT if self.above_base(*shape) else reinject
+            img = img + share * (same_size - tf.image.resize(shrunk, shape))
             shrunk = same_size
         return tf.clip_by_value(img, -1.0, 1.0), loss
 

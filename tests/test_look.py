@@ -101,11 +101,15 @@ def coarse_residual(out: np.ndarray, source: np.ndarray, size: tuple[int, int]) 
 
 
 def test_the_same_dream_at_every_size(two_sizes):
+    # Both dreams as the look's scale shows them (the residuals at the small size, blurred): the large picture's own
+    # finer detail, which it keeps (the next test), is no part of the dream. Measured raw, the large residual read
+    # 0.98 of the small one's while the octaves above the base size kept half of that detail, 0.73 once they kept
+    # all of it, while the coarse residuals read the same either way (1.16x as strong, correlation 0.92).
     small, small_out, large, large_out = two_sizes
-    ratio = strength(large_out, large) / strength(small_out, small)
-    assert 0.8 <= ratio <= 1.25, ratio
     size = (small.shape[1], small.shape[0])
     a, b = coarse_residual(small_out, small, size), coarse_residual(large_out, large, size)
+    ratio = np.abs(b).mean() / np.abs(a).mean()
+    assert 0.8 <= ratio <= 1.25, ratio
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.5
 
 
@@ -129,6 +133,17 @@ def test_a_frame_just_above_the_base_size_sets_the_look_with_all_its_iterations(
     assert [max(s) for s in dreamer.octaves(174, 232)] == [143, 232]  # the frame in the base rung's place
     ratio = strength(dreamer.dream(above).frame, above) / strength(dreamer.dream(at_base).frame, at_base)
     assert 0.8 <= ratio <= 1.25, ratio
+
+
+def test_a_picture_above_the_base_size_keeps_its_own_detail(inception):
+    """The octaves above the base size put back all the detail shrinking lost: with no steps, a picture 4x the base
+    size comes out of the pyramid as sharp as it went in, where the recipe's half share at every octave (as below the
+    base) would leave half its finest detail."""
+    picture = detailed_picture(480, 640, seed=3)
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=0, base_size=160))
+    assert dreamer.recipe.reinject == 0.5 and dreamer.above_base(480, 640)
+    out = dreamer.dream(picture).frame
+    assert sharpness(out) >= 0.95 * sharpness(picture), (sharpness(out), sharpness(picture))
 
 
 def test_std_normalisation_has_its_own_step(inception):
