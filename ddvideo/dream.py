@@ -373,25 +373,27 @@ class Dreamer:
         return img, loss
 
     def _loss(self, img, power):
-        """Weighted objective of each term, border cropped: the mean (squared, for the square loss) activation, or
-        with `power` below 1 the mean of each position's value to that power (TOP_UP_POWER); with a guide, the
-        weighted guided terms. img: (H, W, 3)."""
+        """(the objective, what the step climbs) for one (H, W, 3) image. The objective: the weighted terms, border
+        cropped, each the mean (squared, for the square loss) activation, or with a guide the guided term. What the
+        step climbs: the same, except that with `power` below 1 each term is the mean of each position's value to
+        that power (TOP_UP_POWER); the objective is what --max-loss and a dream's loss report."""
         features = self.extractor(self.loaded.to_input(img[None]), training=False)
-        loss = tf.constant(0.0)
+        loss, climbed = tf.constant(0.0), tf.constant(0.0)
         for k, term in enumerate(self.terms):
             act = crop_border(tf.cast(features[term.layer], tf.float32), self.recipe.border)
             if self._guides is not None:
-                value = guided_term(act, self._guides[term.layer])
+                value = climb = guided_term(act, self._guides[term.layer])
             else:
                 act = act if term.channel is None else act[..., term.channel]
                 values = tf.square(act) if self.recipe.loss == "square" else act
                 positions = values if term.channel is not None else tf.reduce_mean(values, axis=-1)
+                value = tf.reduce_mean(values)
                 # a select, not a branch: a still's graph and rounding stay as without the power (a dream amplifies
                 # rounding: a tf.cond here moved a 480 px still by 9 grey levels on average)
-                value = tf.where(power < 1.0, tf.reduce_mean(tf.pow(tf.nn.relu(positions) + POWER_FLOOR, power)),
-                                 tf.reduce_mean(values))
+                climb = tf.where(power < 1.0, tf.reduce_mean(tf.pow(tf.nn.relu(positions) + POWER_FLOOR, power)), value)
             loss += self.term_weights[k] * value
-        return loss
+            climbed += self.term_weights[k] * climb
+        return loss, climbed
 
     def _gradients(self, img, seed, backoff, power):
         """(loss, d loss / d img) for one (H, W, 3) image, tile by tile when it is larger than the tile size."""
@@ -407,8 +409,8 @@ class Dreamer:
         scale = pixels * backoff if self.settings.precision == "float16" else None
         with tf.GradientTape() as tape:
             tape.watch(img)
-            loss = self._loss(img, power)
-            target = loss if scale is None else loss * scale
+            loss, climbed = self._loss(img, power)
+            target = climbed if scale is None else climbed * scale
         grads = tape.gradient(target, img)
         return loss, grads if scale is None else grads / scale
 

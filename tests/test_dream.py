@@ -12,6 +12,7 @@ from ddvideo import dream
 from ddvideo.dream import Dreamer, DreamSettings, to_uint8, to_unit
 from ddvideo.pyramid import octave_shapes, tile_spans
 from ddvideo.errors import SettingsError
+from ddvideo.metrics import strength
 from ddvideo.models import auto_precision, dreaming_copy, load_model, resolve_precision
 
 
@@ -241,6 +242,18 @@ def test_a_top_up_steps_most_where_the_network_reads_least(inception, monkeypatc
     monkeypatch.setattr(dream, "TOP_UP_POWER", 1.0)
     plain = weak_share()
     assert concave > 1.2 * plain, (concave, plain)
+
+
+def test_max_loss_reads_a_top_ups_objective_not_what_it_climbs(inception):
+    """--max-loss reads the objective a still reports, in a top-up too, where the step climbs the concave value: a
+    frame whose objective stays under it takes every iteration it is given, though what it climbs reads above."""
+    image = textured_image(96, 128, seed=6)
+    probe = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1))
+    objective, climbed = (float(v) for v in probe._loss(to_unit(image), tf.constant(dream.TOP_UP_POWER)))
+    assert objective < 0.1 < 0.5 < climbed  # random weights' mean activation is small; to the power 0.2, it is not
+    settings = replace(probe.settings, max_loss=(objective + climbed) / 2)
+    once, twice = (Dreamer(inception, settings).dream(image, top_up=True, iterations=n).frame for n in (1, 2))
+    assert strength(twice, once) > 0.1  # the second step was taken
 
 
 def checkerboard(change: np.ndarray) -> float:
