@@ -32,8 +32,9 @@ class Recipe:
     step: float  # on the [-1, 1] scale, after normalising
     clip: bool  # clip to [-1, 1] after every step: pixels pushed past the range stop feeding the network its
     # largest answers, so the step cannot pour into one burning spot
-    reinject: float  # share of the detail lost by shrinking put back after each octave: 1 re-injects it (Keras,
-    # keeps the picture's sharpest highlights for the network to burn), 0 resizes the dream itself (tutorial)
+    reinject: float  # share of the detail lost by shrinking put back after each octave up to the base size (above
+    # it, all: ABOVE_BASE_REINJECT): 1 re-injects it (Keras, keeps the picture's sharpest highlights for the network
+    # to burn), 0 resizes the dream itself (tutorial)
     loss: str  # "square": mean of squared activations (Keras); "mean": mean activation (tutorial)
     octave_scale: float
     base_size: int  # long side the look is set at (octave_shapes); 0 = the frame's own size and the octaves below it
@@ -273,7 +274,7 @@ class Dreamer:
         `detail` scales the step of octaves that only add detail (above the base size). `top_up` (a video frame,
         whose init already holds the look): the gradient is smoothed, and a frame up to the base size takes one
         step at its own octave, below coarser ones, at `own_step` times the step. `reinject` replaces the recipe's
-        share of re-injected detail. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
+        share of re-injected detail up to the base size. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)

@@ -102,9 +102,10 @@ def coarse_residual(out: np.ndarray, source: np.ndarray, size: tuple[int, int]) 
 
 def test_the_same_dream_at_every_size(two_sizes):
     # Both dreams as the look's scale shows them (the residuals at the small size, blurred): the large picture's own
-    # finer detail, which it keeps (the next test), is no part of the dream. Measured raw, the large residual read
-    # 0.98 of the small one's while the octaves above the base size kept half of that detail, 0.73 once they kept
-    # all of it, while the coarse residuals read the same either way (1.16x as strong, correlation 0.92).
+    # finer detail, which it keeps (test_a_picture_above_the_base_size_keeps_its_own_detail), is no part of the
+    # dream. Measured raw, the large residual read 0.98 of the small one's while the octaves above the base size
+    # kept half of that detail, 0.73 once they kept all of it, while the coarse residuals read the same either way
+    # (1.16x as strong, correlation 0.92).
     small, small_out, large, large_out = two_sizes
     size = (small.shape[1], small.shape[0])
     a, b = coarse_residual(small_out, small, size), coarse_residual(large_out, large, size)
