@@ -55,6 +55,14 @@ OWN_STEP = 5.0
 # and 1.19, coverage 0.91, strength 0.98 and 0.93. Not the tiles (untiled, astronaut: 1.56) nor their roll (the
 # same every frame: 1.39), nor the flow (its error is 0.03-0.07 px at 480 and 960 px alike).
 LARGE_FRAME_SHARE = 0.1
+# A frame more than this many times the base size takes less again, in proportion to its long side (a 3840 px frame
+# at base 640: half of LARGE_FRAME_SHARE): the larger the frame over its look octaves, the less a sub-pixel carry
+# moves the dream off them. Mosaic pans (benchmarks/flicker-results.md; bfloat16, sharpness / strength / E_warp
+# against the filmed still, coverage), share 0.1 / 0.05: at 3840x2560 1.14 / 0.97 / 1.27, 1.02; 1.14 / 0.97 / 1.18,
+# 1.03; at 1920x1280 1.05 / 0.97 / 1.08, 0.99; 1.05 / 0.95 / 1.06, 0.99; at 960x640 over a face and the star field
+# 0.05 left the face at 0.90 / 0.96 / 0.87 and the star field at 0.94 / 0.91 / 0.91, at the edge of the bars (0.1:
+# 0.92 / 0.98 / 0.91; 0.94 / 0.93 / 0.93).
+LARGE_FRAME_REACH = 3.0
 # With FlowSettings.hold, a frame whose carried dream is weaker than the chain's first takes a larger step, by
 # (first frame's strength / carried strength) ** HOLD_GAIN, at most HOLD_BOOST times (after a cut, the dream grows
 # back at once); one stronger fades to it (flow.blend_init). Within the frame, the step is larger again where the
@@ -245,8 +253,11 @@ def frame_detail(iterations: int) -> float:
 
 
 def frame_share(dreamer: Dreamer, height: int, width: int) -> float:
-    """The share of a still's step a top-up takes on a frame of this size (LARGE_FRAME_SHARE above the base size)."""
-    return LARGE_FRAME_SHARE if dreamer.above_base(height, width) else VIDEO_STEP_SHARE
+    """The share of a still's step a top-up takes on a frame of this size (LARGE_FRAME_SHARE above the base size,
+    falling in proportion to the frame's long side past LARGE_FRAME_REACH times it)."""
+    if not dreamer.above_base(height, width):
+        return VIDEO_STEP_SHARE
+    return LARGE_FRAME_SHARE * min(1.0, LARGE_FRAME_REACH * dreamer.settings.base_size / max(height, width))
 
 
 def top_up(settings: DreamSettings, strength: float = 1.0, share: float = VIDEO_STEP_SHARE) -> dict:

@@ -237,6 +237,8 @@ def test_a_frame_above_the_base_size_takes_the_large_frame_share(inception, clip
     large = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=1, iterations=1, base_size=96))
     assert large.above_base(H, W) and not large.above_base(96, 96)
     assert frame_share(large, H, W) == LARGE_FRAME_SHARE < VIDEO_STEP_SHARE == frame_share(large, 80, 100)
+    # past LARGE_FRAME_REACH times the base size, less in proportion to the long side
+    assert frame_share(large, 100, 288) == LARGE_FRAME_SHARE and frame_share(large, 200, 576) == LARGE_FRAME_SHARE / 2
     calls = []
     dream = large.dream
     monkeypatch.setattr(large, "dream", lambda frame, **kw: calls.append(kw) or dream(frame, **kw))
