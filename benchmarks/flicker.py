@@ -152,7 +152,7 @@ def drift(dreamer: Dreamer, source: list[np.ndarray], dreamed: list[np.ndarray],
           last: int = 8) -> tuple[float, float, float, float]:
     """(activation coverage of the first frame, the mean of the last `last` frames', their burn in %, the mean
     coverage of the `last` frames after the first `last`, NaN in a clip under 3 x `last` frames): does the dream
-    drift toward spots as the clip goes on? The third figure tells a drift from the one step a chain takes from its
+    drift toward spots as the clip goes on? The fourth figure tells a drift from the one step a chain takes from its
     first frame, a still dreamed on that very frame, to what a glued dream reads once it has settled."""
     def cover(i):
         return frame_coverage(dreamer, dreamed[i], source[i])
