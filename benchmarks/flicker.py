@@ -217,9 +217,10 @@ def run_clip(name: str, camera, frames: int, fps: float, loaded, args, tmp: Path
         m = measure_clip(source, dreamed)
         cover_first, cover_tail, tail_burn, settled = drift(still, source, dreamed)
         coverage = cover_tail / cover_first
+        since_settled = "-" if math.isnan(settled) else f"{cover_tail / settled:.2f}"
         own = np.mean([sharpness(dreamed[k]) / sharpness(d) for k, d in zip(probes, own_stills)])
         rows.append(f"| {mode} | {m.look.sharpness / floor.look.sharpness:.2f} | {own:.2f} | {m.look.strength / first:.2f} | "
-                    f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {'-' if math.isnan(settled) else f'{cover_tail / settled:.2f}'} | {coverage / ideal_coverage:.2f} | {cover_tail / ideal_tail:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
+                    f"{m.e_warp / floor.e_warp:.2f} | {coverage:.2f} | {since_settled} | {coverage / ideal_coverage:.2f} | {cover_tail / ideal_tail:.2f} | {tail_burn:.2f} % | {m.e_warp:.5f} | "
                     f"{m.look.sharpness:.1f} | {m.look.strength:.1f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
         strips.append(dreamed)

@@ -274,7 +274,8 @@ class Dreamer:
         `detail` scales the step of octaves that only add detail (above the base size). `top_up` (a video frame,
         whose init already holds the look): the gradient is smoothed, and a frame up to the base size takes one
         step at its own octave, below coarser ones, at `own_step` times the step. `reinject` replaces the recipe's
-        share of re-injected detail up to the base size. `step_map`, (H, W): a factor on the step at each pixel; None is 1 everywhere.
+        share of re-injected detail up to the base size. `step_map`, (H, W): a factor on the step at each pixel; None
+        is 1 everywhere.
         """
         height, width = int(x.shape[0]), int(x.shape[1])
         self.octaves(height, width)
