@@ -46,7 +46,7 @@ from ddvideo.video import VIDEO_ITERATIONS, VIDEO_STEP_SHARE, ClipSettings, rend
 
 import make_samples  # noqa: E402
 from bench import cpu_model, gpu_names, write_keeping_notes  # noqa: E402  (benchmarks/ is on the path when run as a script)
-from still_look import KINDS, picture  # noqa: E402
+from still_look import kind, label, picture  # noqa: E402
 
 # px per frame: sub-pixel steps. The first window sits off the pixel grid too: at (10, 8) it was the one frame the
 # 4x resampling left unblurred (source sharpness 14.1 against 11.7-12.7 after), and the filmed still's own
@@ -255,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strips", help="folder for PNG strips of the frames (source, filmed still, each mode)")
     p.add_argument("--clips", default="pan,sample,hubble_deep_field,astronaut,grass,retina",
                    help="which clips: pan (the sub-pixel pan over coffee.png), sample (coffee_pan.mp4), or the name of "
-                        "a scikit-image photo (or mosaic: nine of them, sharp at mosaic@1920) panned the same way, NAME@WIDTH "
-                        "for a wider window (and a larger photo)")
+                        "a scikit-image photo (or mosaic: nine of them, sharp at mosaic@1920) or LABEL=PATH, a picture file, "
+                        "panned the same way; NAME@WIDTH for a wider window (and a larger photo)")
     p.add_argument("--all-modes", action="store_true", help="every video mode, not only the defaults")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "flicker-results.md"))
     args = p.parse_args(argv)
@@ -271,10 +271,10 @@ def main(argv: list[str] | None = None) -> None:
         tables = []
         for c in args.clips.split(","):
             photo, _, width = c.partition("@")
-            name, camera, frames = clips.get(c) or (f"{c} ({KINDS[photo]}) sub-pixel pan", Pan(int(width or 480)),
-                                                    args.frames)
+            name, camera, frames = clips.get(c) or (f"{label(photo)}{'@' + width if width else ''} ({kind(photo)}) sub-pixel pan",
+                                                    Pan(int(width or 480)), args.frames)
             tables.append(run_clip(name, camera, frames, 24.0, loaded, args, Path(tmp), keep=keep,
-                                   photo_name=photo if photo in KINDS else "coffee"))
+                                   photo_name="coffee" if c in clips else photo))
     video = DreamSettings()
     text = f"""# Flicker against a dream filmed still: sharpness, strength and E_warp of video mode
 
