@@ -49,8 +49,8 @@ def label(name: str) -> str:
 
 
 def kind(name: str) -> str:
-    """What kind of picture it is: KINDS' word for a scikit-image photo, the label for a picture file."""
-    return KINDS.get(name) or label(name)
+    """What kind of picture it is: KINDS' word for a scikit-image photo, the file's name for LABEL=PATH."""
+    return KINDS.get(name) or Path(name.partition("=")[2]).name
 
 
 def photo(name: str) -> np.ndarray:
