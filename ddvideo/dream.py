@@ -76,11 +76,12 @@ DETAIL_SHARE = 30
 # dream filmed still 1.83 -> 1.08 on a 1920 px pan over the nine photos (sharpness 1.26 -> 1.05 of it), 1.21 -> 0.91
 # and 1.19 -> 0.93 on 960 px pans over a face and the star field (benchmarks/flicker-results.md).
 ABOVE_BASE_REINJECT = 1.0
-# A top-up's gradient is smoothed by these taps on each axis, which zero the checkerboard a strided network's
-# gradient carries. A still's many full steps bury it; a video frame's few small ones add it to the same content
-# frame after frame, until the dream turns to a crunchy waffle (a 48-frame pan over samples/coffee.png, real
-# weights, against the dream filmed still: E_warp 1.36 -> 1.26, activation coverage of the last frames 0.58 -> 0.63).
-TOP_UP_TAPS = np.array([0.25, 0.5, 0.25], np.float32)
+# A top-up's gradient is smoothed by these taps on each axis, halving the checkerboard a strided network's gradient
+# carries, which a frame's few small steps add to the same content frame after frame until the dream turns to a
+# crunchy waffle (coffee.png pan: none against [1, 2, 1] / 4, E_warp 1.36 -> 1.26). With each frame's dream laid on
+# the frame as a still leaves it (video.rebase), [1, 2, 1] / 4 left a star field soft (sharpness 0.84), none
+# flickered on grass and a painting (E_warp 1.32, 1.34); [1, 6, 1] / 8: 0.96, 1.15, 1.16 (flicker-results.md).
+TOP_UP_TAPS = np.array([0.125, 0.75, 0.125], np.float32)
 # A top-up's objective raises each position's value (its mean activation, or mean square for the square loss) to this
 # power before averaging: below 1 it is concave, so a position where the network reads the carried dream weakly gains
 # more from a step than one where it reads it strongly. With the plain mean a frame's few small steps went mostly
@@ -263,6 +264,10 @@ class Dreamer:
         x, loss = self.dream_tensor(to_unit(frame), seed=seed, iterations=iterations, strength=strength, detail=detail,
                                     reinject=reinject, top_up=top_up, own_step=own_step, step_map=step_map)
         return DreamResult(to_uint8(x), float(loss))
+
+    def bare(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8: `frame` as a still leaves it with no step (the recipe's share of its lost detail put back)."""
+        return to_uint8(self.dream_tensor(to_unit(frame), iterations=0)[0])
 
     def dream_tensor(self, x: tf.Tensor, *, seed: int = 0, iterations: int | None = None,
                      strength: float | None = None, detail: float = 1.0,

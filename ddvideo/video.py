@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import time
@@ -270,6 +271,31 @@ def top_up(settings: DreamSettings, strength: float = 1.0, share: float = VIDEO_
             "own_step": OWN_STEP, "reinject": 1.0}
 
 
+def _bare(dreamer: Dreamer, frame: np.ndarray, *, aligned: bool) -> np.ndarray:
+    """Dreamer.bare of a video frame; an aligned frame's reflect-padded by a grid step on two sides, as large as the
+    canvas its dream fills (_grid_dream), which a frame too small for the network on its own may fill."""
+    if not aligned:
+        return dreamer.bare(frame)
+    grid = dreamer.grid
+    padded = cv2.copyMakeBorder(frame, 0, grid, 0, grid, cv2.BORDER_REFLECT_101)
+    return dreamer.bare(padded)[: frame.shape[0], : frame.shape[1]]
+
+
+# A still gives up part of the frame's finest detail (the recipe's share not put back after each octave); a top-up
+# puts it all back, as the init holds the fresh frame. Before rebase, the carried residual (dream - frame) held the
+# still's loss of its first frame's detail, moved along the flow onto frames whose detail it no longer matched, and
+# the top-ups kept all of theirs: on sources with much fine detail the video came out crisper than the dream glued
+# to the scene and flickered more (48-frame pans, real weights, sharpness / E_warp against the dream filmed still:
+# grass 1.23 / 1.38, a painting 1.11 / 1.35, moss 1.21 / 1.37). Laid on the frame as a still leaves it, with the
+# top-ups' gradient smoothed less (dream.TOP_UP_TAPS), 1.15 / 1.15, 1.16 / 1.16 and 0.93 / 0.83, the star field
+# 0.94 / 0.91 -> 0.96 / 0.83; the shipped clip, whose dream grows soft on its smooth table, lost sharpness, 0.88 /
+# 0.83 -> 0.76 / 0.52 (benchmarks/flicker-results.md gives all ten clips).
+def rebase(dreamed: np.ndarray, frame: np.ndarray, bare: np.ndarray) -> np.ndarray:
+    """`dreamed`, an init holding all of `frame`'s detail dreamed on, with that detail as a still keeps it: the dream
+    (dreamed - frame) laid on `bare`, the frame as a still leaves it where it takes no step (Dreamer.bare)."""
+    return cv2.add(cv2.subtract(dreamed, frame, dtype=cv2.CV_16S), bare, dtype=cv2.CV_8U)
+
+
 def first_iterations(iterations: int) -> int:
     """Iterations of the first frame of a chain whose other frames take `iterations`."""
     return max(iterations, min(FIRST_FRAME_FACTOR * iterations, DreamSettings.iterations))
@@ -326,6 +352,9 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                 render.store.remember("anchors", anchors)
 
             pending = None  # the last dream, handed to the writer once the next frame's init is made
+            rebases = flow.carry == "residual"  # the carried dream is the frame's dream less its bare frame
+            bare_of = functools.partial(_bare, dreamer, aligned=flow.aligns) if rebases else lambda frame: frame
+            prev_bare = None
             with contextlib.closing(prefetch(_source_steps(reader, flow, begin=begin, stop=stop))) as steps:
                 upcoming = next(steps, None)
                 while upcoming is not None:
@@ -336,20 +365,22 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     frame_flow = flow if blends is None else replace(flow, blend=float(blends[t]))
                     dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                     opens = prev_dream is None or (flow.holds and is_cut(step))  # dreamed as a still
+                    if not opens and prev_bare is None:  # a resumed or continued chain
+                        prev_bare = bare_of(prev_frame)
                     if opens:
                         init, options = frame, {"iterations": first_iterations(dreamer.settings.iterations)}
                         if schedule.strength is not None:
                             options["strength"] = float(strengths[t])
                     else:
                         if hold is None:  # continuing another render's chain: hold the strength of its last frame
-                            remember(t, strength(prev_dream, prev_frame), contrast(prev_frame))
+                            remember(t, strength(prev_dream, prev_bare), contrast(prev_frame))
                         if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
                             probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations),
                                           strength=float(strengths[t]))
-                            remember(t, strength(probe.frame, frame), contrast(frame))
+                            remember(t, strength(probe.frame, bare_of(frame)), contrast(frame))
                         # a scheduled strength moves the strength held with it, from the chain's first frame on
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
-                        init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_frame,
+                        init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_bare,
                                           hold=target)
                         share = frame_share(dreamer, *frame.shape[:2])
                         options = top_up(dreamer.settings, float(strengths[t]), share)
@@ -365,15 +396,18 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     if not opens:
                         upcoming = next(steps, None)
                     result = dream(init, **options)
+                    bare = bare_of(frame)  # after the dream, whose errors speak of the frame the user asked for
                     if opens:
                         upcoming = next(steps, None)
                         if flow.holds:
-                            result = DreamResult(cap_dream(result.frame, frame), result.loss)
-                        remember(t, strength(result.frame, frame), contrast(frame))
+                            result = DreamResult(cap_dream(result.frame, bare), result.loss)
+                        remember(t, strength(result.frame, bare), contrast(frame))
+                    elif rebases:  # the frame's own detail as a still keeps it, where the dream grew on all of it
+                        result = DreamResult(rebase(result.frame, frame, bare), result.loss)
                     dream_seconds += time.perf_counter() - tick
                     dreamed += 1
                     pending = (t - first, result.frame, result.loss) if t >= first else None
-                    prev_dream = result.frame
+                    prev_dream, prev_bare = result.frame, bare
             if pending is not None:
                 render.emit(*pending)
             frames = render.frames

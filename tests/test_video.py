@@ -150,6 +150,20 @@ def test_flow_is_steadier_than_blend_and_independent_frames(clips, dreamer, refe
     assert errors["flow"] < min(errors["blend"], errors["independent"]) / 1.5, errors
 
 
+def test_each_frame_keeps_its_own_detail_as_a_still_does(clips, inception, tmp_path):
+    """A frame's dream sits on the frame as a still leaves it (Dreamer.bare: the recipe's share of the detail lost
+    by shrinking put back), not on the detail a carried dream brings from the frame it was dreamed on: a dream that
+    takes no step writes every frame of a moving clip as its still would, carried with no flow or along it."""
+    none = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=0))
+    source = decode(clips["pan"])
+    bare = [none.bare(frame) for frame in source]
+    assert np.mean([np.abs(b.astype(np.int16) - s).mean() for b, s in zip(bare, source)]) > 0.5  # not the frame itself
+    for name, flow in {"none": FlowSettings(method="none"), "dis": FlowSettings()}.items():
+        render_video(str(clips["pan"]), str(tmp_path / name) + "/", dreamer=none, flow=flow)
+        written = decode(tmp_path / name)
+        assert max(np.abs(w.astype(np.int16) - b).max() for w, b in zip(written, bare)) <= 1, name
+
+
 def test_first_frame_is_dreamed_as_a_still_and_the_rest_top_it_up(clips, dreamer, tmp_path, monkeypatch):
     calls = []
     dream = dreamer.dream
