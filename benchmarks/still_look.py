@@ -49,8 +49,9 @@ def label(name: str) -> str:
 
 
 def kind(name: str) -> str:
-    """What kind of picture it is: KINDS' word for a scikit-image photo, the file's name for LABEL=PATH."""
-    return KINDS.get(name) or Path(name.partition("=")[2]).name
+    """What kind of picture it is: KINDS' word for a scikit-image photo (or just that), the file's name for
+    LABEL=PATH."""
+    return KINDS.get(name) or Path(name.partition("=")[2]).name or "scikit-image photo"
 
 
 def photo(name: str) -> np.ndarray:

@@ -276,8 +276,7 @@ def _bare(dreamer: Dreamer, frame: np.ndarray, *, aligned: bool) -> np.ndarray:
     canvas its dream fills (_grid_dream), which a frame too small for the network on its own may fill."""
     if not aligned:
         return dreamer.bare(frame)
-    grid = dreamer.grid
-    padded = cv2.copyMakeBorder(frame, 0, grid, 0, grid, cv2.BORDER_REFLECT_101)
+    padded, _ = grid_canvas(frame, offset=np.zeros(2), grid=dreamer.grid)
     return dreamer.bare(padded)[: frame.shape[0], : frame.shape[1]]
 
 
@@ -365,6 +364,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     frame_flow = flow if blends is None else replace(flow, blend=float(blends[t]))
                     dream = _grid_dream(dreamer, offset=offset if flow.aligns else None, seed=run.seed + t)
                     opens = prev_dream is None or (flow.holds and is_cut(step))  # dreamed as a still
+                    bare = None  # the frame as a still leaves it, once it is needed
                     if not opens and prev_bare is None:  # a resumed or continued chain
                         prev_bare = bare_of(prev_frame)
                     if opens:
@@ -377,7 +377,8 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
                             probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations),
                                           strength=float(strengths[t]))
-                            remember(t, strength(probe.frame, bare_of(frame)), contrast(frame))
+                            bare = bare_of(frame)
+                            remember(t, strength(probe.frame, bare), contrast(frame))
                         # a scheduled strength moves the strength held with it, from the chain's first frame on
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
                         init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_bare,
@@ -396,7 +397,8 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     if not opens:
                         upcoming = next(steps, None)
                     result = dream(init, **options)
-                    bare = bare_of(frame)  # after the dream, whose errors speak of the frame the user asked for
+                    if bare is None:  # after the dream, whose errors speak of the frame the user asked for
+                        bare = bare_of(frame)
                     if opens:
                         upcoming = next(steps, None)
                         if flow.holds:

@@ -368,8 +368,9 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
 
     monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
     render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer, flow=FlowSettings(align=True))
-    offsets = seen  # one dream per frame, the first at offset 0
-    assert len(offsets) == N and not offsets[0].any()
+    # per frame its dream, then its bare frame on a canvas as large, unmoved (video._bare)
+    offsets, bares = seen[0::2], seen[1::2]
+    assert len(offsets) == len(bares) == N and not offsets[0].any() and not np.any(bares)
     # the camera pans PAN px right per frame, so the picture has moved -PAN * t px by frame t
     assert np.abs(np.array(offsets) - [[-PAN * t, 0] for t in range(N)]).max() < 0.5
     seen.clear()
