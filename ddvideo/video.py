@@ -277,7 +277,11 @@ def _bare(dreamer: Dreamer, frame: np.ndarray, *, aligned: bool) -> np.ndarray:
     if not aligned:
         return dreamer.bare(frame)
     padded, _ = grid_canvas(frame, offset=np.zeros(2), grid=dreamer.grid)
-    return dreamer.bare(padded)[: frame.shape[0], : frame.shape[1]]
+    try:
+        bare = dreamer.bare(padded)
+    except SettingsError as err:  # before any dream where a chain is continued
+        raise _in_frame_terms(err, frame=frame, canvas=padded) from err
+    return bare[: frame.shape[0], : frame.shape[1]]
 
 
 # A still gives up part of the frame's finest detail (the recipe's share not put back after each octave); a top-up
@@ -377,8 +381,8 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
                             probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations),
                                           strength=float(strengths[t]))
-                            bare = bare_of(frame)
-                            remember(t, strength(probe.frame, bare), contrast(frame))
+                            bare = bare_of(frame)  # capped as an opening frame is, so both hold alike
+                            remember(t, strength(cap_dream(probe.frame, bare), bare), contrast(frame))
                         # a scheduled strength moves the strength held with it, from the chain's first frame on
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
                         init = blend_init(frame, prev_dream, step, settings=frame_flow, prev_source=prev_bare,

@@ -18,8 +18,8 @@ import pytest
 from conftest import SMALL_LAYERS, Interrupt, one_error_line, small_net_options, textured_image
 from ddvideo.cli import main
 from ddvideo.dream import Dreamer, DreamSettings
-from ddvideo.errors import DDVideoError, LockedError
-from ddvideo.flow import FlowSettings
+from ddvideo.errors import DDVideoError, LockedError, SettingsError
+from ddvideo.flow import FlowSettings, cap_dream
 from ddvideo.media import VideoReader, VideoWriter, check_unlocked, ffmpeg_exe, probe_video, read_image, write_image
 from ddvideo.media.lock import LOCK_NAME
 from ddvideo.metrics import strength, warping_error
@@ -239,6 +239,11 @@ def test_a_fade_in_reanchors_the_hold(dreamer, tmp_path, monkeypatch):
 
     reanchored, held = end_strength("reanchored")
     assert len(held) >= 3 and "0" in held, held  # measured again several times over the fade
+    # each measured as a chain opening on that frame would hold it: its still, capped (flow.cap_dream)
+    t = max(int(k) for k in held)
+    probe = dreamer.dream(sources[t], seed=t, iterations=first_iterations(dreamer.settings.iterations)).frame
+    bare = dreamer.bare(sources[t])
+    assert held[str(t)] == pytest.approx(strength(cap_dream(probe, bare), bare), rel=1e-6)
     assert 0.8 <= reanchored / still <= 1.25, (reanchored, still)
     monkeypatch.setattr("ddvideo.video.REANCHOR", math.inf)
     stuck, held = end_strength("stuck")
@@ -490,7 +495,7 @@ def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tm
     assert leftovers(tmp_path, "x") == []
 
 
-def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_path, capsys):
+def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, dreamer, tmp_path, capsys):
     """Aligned video frames are dreamed on a canvas a grid step larger; the error speaks of the frame."""
     code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "24", "--align")
     assert code == 1
@@ -498,6 +503,12 @@ def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, tmp_pat
                                r"\d+ px; use a larger image or --max-size")
     minimum = int(re.search(r"at least (\d+) px", line)[1])
     assert "40x34" not in line and 18 < minimum < 43  # the canvas is never named; the frame needs less than it
+    # so too where a chain is continued, whose previous frame is laid bare before any dream
+    with pytest.raises(SettingsError, match=r"frame 24x18 is too small for this model") as caught:
+        render_video(str(clips["pan"]), str(tmp_path / "c") + "/", dreamer=dreamer,
+                     flow=FlowSettings(align=True), clip=ClipSettings(max_size=24), first=2,
+                     previous=np.zeros((18, 24, 3), np.uint8))
+    assert "40x34" not in str(caught.value)
     # and the minimum is true: the smallest frame of the clip's shape with both sides at least that renders
     short = minimum + minimum % 2  # the reader keeps sizes even
     code, err = run_cli(capsys, clips["pan"], tmp_path / "ok.mp4", *FAST, "--max-size", str(math.ceil(short * W / H)),
