@@ -100,6 +100,17 @@ def make_clip(folder: Path, *, size: str = "540x360", seconds: float = 2.0) -> P
     return path
 
 
+def as_video_dreams(frame, grid: int):
+    """`frame` as video mode hands it to the dream with its defaults: on a canvas a stride larger where the defaults
+    align frames to the network's grid (FlowSettings.align), else as it is."""
+    import numpy as np
+
+    from ddvideo.flow import FlowSettings
+    from ddvideo.transforms import grid_canvas
+
+    return grid_canvas(frame, offset=np.zeros(2), grid=grid)[0] if FlowSettings().aligns else frame
+
+
 def clip_frames(path: Path, count: int, size: tuple[int, int] | None = None) -> list:
     """The first `count` frames of the clip, resized to (H, W) when given."""
     import cv2
@@ -228,8 +239,8 @@ def bench_frame(loaded, args, clip: Path, gpu: bool) -> tuple[list[str], object,
 
     from ddvideo.dream import Dreamer, DreamSettings, default_jit_compile
     from ddvideo.models import resolve_precision
-    from ddvideo.transforms import grid_canvas
-    from ddvideo.video import VIDEO_ITERATIONS
+    from ddvideo.flow import FlowSettings
+    from ddvideo.video import VIDEO_ITERATIONS, frame_share, top_up
 
     rounds = 1 if args.quick else 2
     default = (resolve_precision("auto"), default_jit_compile())
@@ -241,16 +252,17 @@ def bench_frame(loaded, args, clip: Path, gpu: bool) -> tuple[list[str], object,
             configs = [(default[0], True), (default[0], False)]  # one precision at 1080p: compiles take long
         dreamers = {c: Dreamer(loaded, DreamSettings(iterations=VIDEO_ITERATIONS, precision=c[0]), jit_compile=c[1])
                     for c in configs}
-        # video mode dreams each frame on a canvas one stride larger (it keeps the camera on the network's grid)
+        # each frame as video mode dreams it after the first: a top-up (video.top_up) of the frame as it is handed over
         grid = next(iter(dreamers.values())).grid
         sources = clip_frames(clip, 2 if args.quick else 3, None if name == "540x360" else SIZES[name])
-        frames = [grid_canvas(f, offset=np.zeros(2), grid=grid)[0] for f in sources]
-        outputs = {c: d.dream(frames[0]).frame.astype(int) for c, d in dreamers.items()}  # also traces
+        frames = [as_video_dreams(f, grid) for f in sources]
+        options = {c: top_up(d.settings, share=frame_share(d, *frames[0].shape[:2])) for c, d in dreamers.items()}
+        outputs = {c: d.dream(frames[0], **options[c]).frame.astype(int) for c, d in dreamers.items()}  # also traces
         times = {c: [] for c in dreamers}
         for _ in range(rounds):
             for frame in frames:
                 for c, dreamer in dreamers.items():
-                    times[c].append(timed(dreamer.dream, frame)[0])
+                    times[c].append(timed(dreamer.dream, frame, **options[c])[0])
         for (p, jit), values in times.items():
             s, base = median(values), times.get(("float32", jit))
             same = outputs.get(("float32", jit))
@@ -261,12 +273,14 @@ def bench_frame(loaded, args, clip: Path, gpu: bool) -> tuple[list[str], object,
             seconds[name], kept = median(times[default]), dreamers[default]
         if ("float32", False) in dreamers:
             noisy = np.clip(frames[0] + np.random.default_rng(0).integers(-1, 2, frames[0].shape), 0, 255).astype(np.uint8)
-            control = np.abs(dreamers[("float32", False)].dream(noisy).frame - outputs[("float32", False)]).mean()
+            control = np.abs(dreamers[("float32", False)].dream(noisy, **options[("float32", False)]).frame
+                             - outputs[("float32", False)]).mean()
             strength = np.abs(outputs[("float32", False)] - frames[0]).mean()
             notes.append(f"for scale: at {name} the float32 dream changes the frame by {strength:.2f} on average, and "
                          f"+-1 grey level of noise on the input changes the float32 dream by {control:.2f}")
-    rows.append(f"\nFrames of the test clip (540x360, scaled up for 1920x1080) on the canvas video mode dreams them on "
-                f"(one {grid} px stride larger), {VIDEO_ITERATIONS} iterations x 3 octaves (the video defaults), "
+    rows.append(f"\nFrames of the test clip (540x360, scaled up for 1920x1080) dreamed as video mode tops up a frame "
+                f"with its defaults ({'on a canvas one ' + str(grid) + ' px stride larger, ' if FlowSettings().aligns else 'unaligned, '}"
+                f"{VIDEO_ITERATIONS} iterations x 3 octaves at a share of a still's step, `video.top_up`), "
                 f"median of {rounds * len(frames)} frames. Default: precision auto ({default[0]} here), XLA "
                 f"{'on' if default[1] else 'off'}. Output change on the 0-255 scale; {'; '.join(notes)}.")
     print("\n".join(rows), flush=True)
@@ -286,7 +300,7 @@ def bench_video(dreamer, args, clip: Path, work: Path) -> tuple[list[str], float
     dream = dreamer.dream  # count the dream calls, with their options (the first frame is dreamed as a still)
 
     def counting(frame, **kwargs):
-        calls.append((frame, kwargs))  # what the render dreamed: frames on their grid canvases
+        calls.append((frame, kwargs))  # what the render dreamed (aligned frames on their grid canvases)
         return dream(frame, **kwargs)
 
     dreamer.dream = counting
@@ -328,7 +342,7 @@ def bench_video(dreamer, args, clip: Path, work: Path) -> tuple[list[str], float
             "PNG and encode in the writer thread, so they overlap the dream where there are cores to spare.",
             f"\nClip: ffmpeg testsrc2 540x360 24 fps; video defaults (flow dis + occlusion, "
             f"{dreamer.settings.iterations} iterations, 3 octaves, {dreamer.settings.precision}); the dreamer was traced beforehand. "
-            "Pure dream: the render's own dream inputs (inits on their grid canvases) dreamed again in a bare loop, "
+            "Pure dream: the render's own dream inputs dreamed again in a bare loop, "
             f"twice ({passes[0]:.2f} s and {passes[1]:.2f} s; their mean)."]
     print("\n".join(rows), flush=True)
     return rows, overhead
@@ -422,15 +436,12 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{'met' if seconds['540x360'] <= 0.55 else 'NOT met'} ({seconds['540x360']:.3f} s)")
             elif key == "video":
                 if dreamer is None:
-                    import numpy as np
-
                     from ddvideo.dream import Dreamer, DreamSettings
-                    from ddvideo.transforms import grid_canvas
                     from ddvideo.video import VIDEO_ITERATIONS
 
                     dreamer = Dreamer(loaded, DreamSettings(iterations=VIDEO_ITERATIONS))
-                    # traced on the canvas the render dreams on (a stride larger than the frame), as bench_frame does
-                    dreamer.dream(grid_canvas(clip_frames(clip, 1)[0], offset=np.zeros(2), grid=dreamer.grid)[0])
+                    # traced on what the render dreams (as bench_frame does), so its trace is not timed as dreaming
+                    dreamer.dream(as_video_dreams(clip_frames(clip, 1)[0], dreamer.grid))
                 work = Path(tmp) / "video"
                 work.mkdir()
                 parts["video"], overhead = bench_video(dreamer, args, clip, work)
