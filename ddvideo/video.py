@@ -79,7 +79,9 @@ LOCAL_SIGMA = 16.0
 LOCAL_FLOOR = 0.6
 CUT_SHARE = 0.5  # a frame with more of its pixels unreliable than this is a cut (is_cut)
 # With the hold, a chain whose source has gained or lost this factor of contrast since the strength it holds was
-# measured (a fade from black, a light switched on) measures it again on a still of the frame (reanchors).
+# measured (a fade from black, a light switched on) measures it again on a still of the frame (reanchors), capped
+# as an opening frame is. A 1 s fade-in from black over samples/coffee_pan.mp4 (real weights, bfloat16): the last 8
+# frames' strength 1.00 of a still of the last frame (1.05 with the still measured uncapped).
 REANCHOR = 1.5
 # The first frame of a chain is dreamed as a still, with this many times a frame's iterations up to a still's
 # (30 at the defaults, as `ddvideo image`) at the full step: the video opens at a still dream's strength, which the
