@@ -138,6 +138,15 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def kept_state(work_dir: str) -> dict:
+    """What a render kept of its own state in its work folder (FrameStore.remember); {} if nothing."""
+    try:
+        with open(os.path.join(work_dir, STATE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
 class FrameStore:
     """A work folder of finished frames (000000.png ...) and the settings that made them."""
 
@@ -201,11 +210,7 @@ class FrameStore:
         return self._state().get(name)
 
     def _state(self) -> dict:
-        try:
-            with open(os.path.join(self.path, STATE)) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {}
+        return kept_state(self.path)
 
     def remove(self, *, only_if_empty: bool = False) -> None:
         """Remove the frames and records made here, then the folders if that left them empty (never a user's files)."""

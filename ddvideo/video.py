@@ -310,12 +310,15 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                  clip: ClipSettings = ClipSettings(), schedule: DreamSchedule = DreamSchedule(),
                  music: Music | None = None, features: Features | None = None, out: OutputSettings = OutputSettings(),
                  run: RunSettings = RunSettings(), first: int = 0, stop: int | None = None, warmup: int = 0,
-                 previous: np.ndarray | None = None, progress: Progress | None = None) -> RenderSummary:
+                 previous: np.ndarray | None = None, chain: Mapping | None = None,
+                 progress: Progress | None = None) -> RenderSummary:
     """Dream the clip `source` into `output` (mp4, webm, gif, or a folder of PNGs); resumable.
 
     `first`/`stop` select a frame range of the clip (after --start/--fps) and `warmup` frames before `first`
     are dreamed but not written, so a segment starts with a settled blend chain. `previous`, the dream of
-    frame first - 1 from another render, continues that chain instead (no warm-up): a clip in pieces.
+    frame first - 1 from another render, continues that chain instead (no warm-up): a clip in pieces. `chain`, what
+    that render kept of its state (render.kept_state of its work folder), continues the strength its chain holds as
+    one render would; without it the chain holds the strength of `previous`.
     The strength, blend and layer weights may follow schedules over the clip's frames; `music` (the clip's own
     sound from its first frame, or another file, which then replaces the sound) gives them the music's features
     (or its `features` are given).
@@ -342,10 +345,14 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     sources=(source,), total=max(total - first, 0), progress=progress) as render, \
                 kept_weights(dreamer):
             prev_dream = render.previous() if render.done else previous
-            # the strength each chain holds (FlowSettings.hold), by the frame it opened at
-            holds = {int(t): value for t, value in (render.store.recall("holds") or {}).items()} if render.done else {}
-            # the source's contrast where each hold was measured, by frame (reanchors)
-            anchors = {int(t): value for t, value in (render.store.recall("anchors") or {}).items()} if render.done else {}
+            # the strength each chain holds (FlowSettings.hold), by the frame it opened at, and the source's contrast
+            # where each was measured (reanchors): this render's own, or those of the render it continues
+            kept = render.store.recall if render.done else (chain or {}).get
+            holds = {int(t): value for t, value in (kept("holds") or {}).items()}
+            anchors = {int(t): value for t, value in (kept("anchors") or {}).items()}
+            if not render.done and holds:  # a resumed continuation continues from them too
+                render.store.remember("holds", holds)
+                render.store.remember("anchors", anchors)
             begin = first + render.done if render.done or previous is not None else max(first - warmup, 0)
             hold, anchor = _held(holds, begin - 1), _held(anchors, begin - 1)
 

@@ -24,7 +24,7 @@ from ddvideo.media import VideoReader, VideoWriter, check_unlocked, ffmpeg_exe, 
 from ddvideo.media.lock import LOCK_NAME
 from ddvideo.metrics import strength, warping_error
 from ddvideo.models import resolve_precision
-from ddvideo.render import RunSettings
+from ddvideo.render import RunSettings, kept_state
 from ddvideo.transforms import grid_canvas
 from ddvideo.video import (HOLD_BOOST, HOLD_GAIN, LARGE_FRAME_SHARE, VIDEO_STEP_SHARE, ClipSettings, first_iterations,
                            frame_detail, frame_share, carried_dream, render_video, step_boost, step_map)
@@ -486,6 +486,26 @@ def test_work_folder_of_other_settings_is_refused(clips, dreamer, tmp_path, caps
     assert code == 1
     one_error_line(err, r'other settings \(.*dream\.recipe "cover" -> "tutorial"[;)]')
     assert not out.exists()
+
+
+def test_a_clip_in_pieces_continues_one_chain(clips, dreamer, reference, tmp_path):
+    """Pieces that each continue the one before, from its last frame and what its work folder kept (the strength
+    the chain holds), make the frames of one uninterrupted render; without what it kept, a piece holds the strength
+    of the last frame instead, and the chain drifts from the seam on."""
+    def pieces(chained: bool) -> list[np.ndarray]:
+        frames, previous, chain = [], None, None
+        for k, (first, stop) in enumerate([(0, 8), (8, 16), (16, N)]):
+            out, work = tmp_path / f"{chained}-{k}", tmp_path / f"{chained}-{k}.ddwork"
+            render_video(str(clips["pan"]), str(out) + "/", dreamer=dreamer, first=first, stop=stop,
+                         previous=previous, chain=chain if chained else None,
+                         run=RunSettings(work_dir=str(work), keep_work=True))
+            frames += decode(out)
+            previous, chain = frames[-1], kept_state(str(work))
+        return frames
+
+    chained = pieces(True)
+    assert len(chained) == N and all(np.array_equal(a, b) for a, b in zip(chained, reference))
+    assert not np.array_equal(pieces(False)[-1], reference[-1])
 
 
 def test_failure_before_the_first_frame_leaves_no_work_folder(clips, dreamer, tmp_path):

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import DDVideoError, LockedError
 from ..media import FRAME_NAME, IMAGE_EXTENSIONS, probe_video, read_image
-from ..render import default_work_dir
+from ..render import default_work_dir, kept_state
 from ..options import parse_argv
 from .manifest import Job
 from .segments import Segment, finished
@@ -155,29 +155,35 @@ def _render_segment(opts: dict[str, Any], segment: Segment, counter: _Counter) -
     dreamer = make_dreamer(opts)
     os.makedirs(segment.folder, exist_ok=True)
 
-    def piece(output: str, first: int, stop: int, *, progress, warmup: int = 0, previous=None, keep_work=False) -> None:
+    def piece(output: str, first: int, stop: int, *, progress, warmup: int = 0, previous=None, chain=None,
+              keep_work=False) -> None:
         render_video(opts["input"], output, dreamer=dreamer, flow=flow, clip=clip, schedule=schedule, music=music,
                      out=replace(out, audio=False),
                      run=replace(run, work_dir=None, keep_work=keep_work), first=first, stop=stop, warmup=warmup,
-                     previous=previous, progress=progress)
+                     previous=previous, chain=chain, progress=progress)
 
-    previous = None
-    if segment.lead:
-        if not finished(segment.lead_dir, default_work_dir(segment.lead_dir)):
-            piece(segment.lead_dir, segment.first - segment.lead, segment.first, warmup=segment.warmup,
-                  progress=counter.check)  # frames of the bridge, not of this segment's count
-        previous = read_image(os.path.join(segment.lead_dir, FRAME_NAME.format(segment.lead - 1)))
+    # each piece continues the chain of the one before, from its last frame and what its work folder kept (the
+    # strength the chain holds), kept until the next piece is done
+    previous = chain = None
     main_stop = segment.stop - segment.tail
-    main_work = default_work_dir(segment.main)
+    lead_work, main_work = default_work_dir(segment.lead_dir), default_work_dir(segment.main)
+    if segment.lead:
+        if not os.path.exists(segment.lead_dir):
+            piece(segment.lead_dir, segment.first - segment.lead, segment.first, warmup=segment.warmup,
+                  keep_work=True, progress=counter.check)  # frames of the bridge, not of this segment's count
+        previous = read_image(os.path.join(segment.lead_dir, FRAME_NAME.format(segment.lead - 1)))
+        chain = kept_state(lead_work)
     if os.path.exists(segment.main):  # finished; its work folder is kept only for the tail to continue from
         counter.skip(main_stop - segment.first)
     else:
         piece(segment.main, segment.first, main_stop, warmup=0 if previous is not None else segment.warmup,
-              previous=previous, keep_work=bool(segment.tail), progress=counter)
+              previous=previous, chain=chain, keep_work=bool(segment.tail), progress=counter)
+    shutil.rmtree(lead_work, ignore_errors=True)
     if segment.tail:
         if finished(segment.tail_dir, default_work_dir(segment.tail_dir)):
             counter.skip(segment.tail)
         else:
             last = read_image(os.path.join(main_work, "frames", FRAME_NAME.format(main_stop - segment.first - 1)))
-            piece(segment.tail_dir, main_stop, segment.stop, previous=last, progress=counter)
+            piece(segment.tail_dir, main_stop, segment.stop, previous=last, chain=kept_state(main_work),
+                  progress=counter)
         shutil.rmtree(main_work, ignore_errors=True)
