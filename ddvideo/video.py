@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import time
@@ -109,10 +108,10 @@ class ClipSettings:
             raise SettingsError(f"--max-size must be at least 16 pixels, got {self.max_size}")
 
 
-def _source_steps(reader: VideoReader, flow: FlowSettings, *, begin: int,
-                  stop: int | None) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Motion, np.ndarray]]:
+def _source_steps(reader: VideoReader, flow: FlowSettings, *, begin: int, stop: int | None
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Motion, np.ndarray, np.ndarray]]:
     """For the frames t from `begin` to before `stop` (None: the end): (t, source frame, source frame t-1, motion
-    from t-1 to t, the picture's motion since frame 0 as (dx, dy)).
+    from t-1 to t, the picture's motion since frame 0 as (dx, dy), and that of frame t-1).
 
     With alignment on, the frames before `begin` still get their flow, so a resumed render places its frames on the
     same grid phase as an uninterrupted one.
@@ -122,6 +121,7 @@ def _source_steps(reader: VideoReader, flow: FlowSettings, *, begin: int,
         if stop is not None and t >= stop:
             return
         step: Motion = (None, None)
+        previous_offset = offset
         if previous is not None and t >= begin:
             step = motion(previous, source, settings=flow)
             if flow.aligns:
@@ -129,7 +129,7 @@ def _source_steps(reader: VideoReader, flow: FlowSettings, *, begin: int,
         elif previous is not None and flow.aligns:
             offset = offset + global_shift(compute_flow(previous, source, method=flow.method))
         if t >= begin:
-            yield t, source, previous, step, offset
+            yield t, source, previous, step, offset, previous_offset
         previous = source
 
 
@@ -273,17 +273,17 @@ def top_up(settings: DreamSettings, strength: float = 1.0, share: float = VIDEO_
             "own_step": OWN_STEP, "reinject": 1.0}
 
 
-def _bare(dreamer: Dreamer, frame: np.ndarray, *, aligned: bool) -> np.ndarray:
-    """Dreamer.bare of a video frame; an aligned frame's reflect-padded by a grid step on two sides, as large as the
-    canvas its dream fills (_grid_dream), which a frame too small for the network on its own may fill."""
-    if not aligned:
+def _bare(dreamer: Dreamer, frame: np.ndarray, *, offset: np.ndarray | None) -> np.ndarray:
+    """Dreamer.bare of a video frame; an aligned one (a picture moved by `offset` since frame 0) on the canvas its
+    dream fills (_grid_dream), at the same grid phase, which a frame too small for the network on its own may fill."""
+    if offset is None:
         return dreamer.bare(frame)
-    padded, _ = grid_canvas(frame, offset=np.zeros(2), grid=dreamer.grid)
+    canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
     try:
-        bare = dreamer.bare(padded)
+        bare = dreamer.bare(canvas)
     except SettingsError as err:  # before any dream where a chain is continued
-        raise _in_frame_terms(err, frame=frame, canvas=padded) from err
-    return bare[: frame.shape[0], : frame.shape[1]]
+        raise _in_frame_terms(err, frame=frame, canvas=canvas) from err
+    return bare[sy : sy + frame.shape[0], sx : sx + frame.shape[1]]
 
 
 # A still gives up part of the frame's finest detail (the recipe's share not put back after each octave); a top-up
@@ -365,12 +365,14 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
 
             pending = None  # the last dream, handed to the writer once the next frame's init is made
             rebases = flow.carry == "residual"  # the carried dream is the frame's dream less its bare frame
-            bare_of = functools.partial(_bare, dreamer, aligned=flow.aligns) if rebases else lambda frame: frame
+            def bare_of(frame: np.ndarray, offset: np.ndarray) -> np.ndarray:
+                return _bare(dreamer, frame, offset=offset if flow.aligns else None) if rebases else frame
+
             prev_bare = None
             with contextlib.closing(prefetch(_source_steps(reader, flow, begin=begin, stop=stop))) as steps:
                 upcoming = next(steps, None)
                 while upcoming is not None:
-                    t, frame, prev_frame, step, offset = upcoming
+                    t, frame, prev_frame, step, offset, prev_offset = upcoming
                     tick = time.perf_counter()
                     if weights is not None:
                         dreamer.reweight(weights[t])
@@ -379,7 +381,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                     opens = prev_dream is None or (flow.holds and is_cut(step))  # dreamed as a still
                     bare = None  # the frame as a still leaves it, once it is needed
                     if not opens and prev_bare is None:  # a resumed or continued chain
-                        prev_bare = bare_of(prev_frame)
+                        prev_bare = bare_of(prev_frame, prev_offset)
                     if opens:
                         init, options = frame, {"iterations": first_iterations(dreamer.settings.iterations)}
                         if schedule.strength is not None:
@@ -390,7 +392,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         if flow.holds and reanchors(contrast(frame), anchor):  # a fade: what should it hold now?
                             probe = dream(frame, iterations=first_iterations(dreamer.settings.iterations),
                                           strength=float(strengths[t]))
-                            bare = bare_of(frame)  # capped as an opening frame is, so both hold alike
+                            bare = bare_of(frame, offset)  # capped as an opening frame is, so both hold alike
                             remember(t, strength(cap_dream(probe.frame, bare), bare), contrast(frame))
                         # a scheduled strength moves the strength held with it, from the chain's first frame on
                         target = hold * strengths[t] / strengths[_opened(holds, t, first)]
@@ -411,7 +413,7 @@ def render_video(source: str, output: str, *, dreamer: Dreamer, flow: FlowSettin
                         upcoming = next(steps, None)
                     result = dream(init, **options)
                     if bare is None:  # after the dream, whose errors speak of the frame the user asked for
-                        bare = bare_of(frame)
+                        bare = bare_of(frame, offset)
                     if opens:
                         upcoming = next(steps, None)
                         if flow.holds:

@@ -373,9 +373,10 @@ def test_frames_are_dreamed_on_the_grid_phase_of_the_first(clips, dreamer, tmp_p
 
     monkeypatch.setattr(ddvideo.video, "grid_canvas", spy)
     render_video(str(clips["pan"]), str(tmp_path / "a") + "/", dreamer=dreamer, flow=FlowSettings(align=True))
-    # per frame its dream, then its bare frame on a canvas as large, unmoved (video._bare)
+    # per frame its dream, then its bare frame on the same canvas, at the same grid phase (video._bare)
     offsets, bares = seen[0::2], seen[1::2]
-    assert len(offsets) == len(bares) == N and not offsets[0].any() and not np.any(bares)
+    assert len(offsets) == len(bares) == N and not offsets[0].any()
+    assert all(np.array_equal(bare, offset) for bare, offset in zip(bares, offsets))
     # the camera pans PAN px right per frame, so the picture has moved -PAN * t px by frame t
     assert np.abs(np.array(offsets) - [[-PAN * t, 0] for t in range(N)]).max() < 0.5
     seen.clear()
@@ -403,6 +404,20 @@ def test_interrupted_render_resumes_to_the_same_frames(clips, dreamer, reference
     resumed = decode(out)
     assert len(resumed) == N and all(np.array_equal(a, b) for a, b in zip(resumed, reference))
     assert leftovers(tmp_path, "frames") == ["frames"]
+
+
+def test_interrupted_aligned_render_resumes_to_the_same_frames(clips, inception, tmp_path):
+    """An aligned chain resumed mid-clip lays its previous frame bare at that frame's own grid phase, as the
+    uninterrupted render did (two octaves: a bare frame that differs from the frame, and with the phase)."""
+    dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS, octaves=2, iterations=1))
+    aligned = FlowSettings(align=True)
+    render_video(str(clips["pan"]), str(tmp_path / "whole"), dreamer=dreamer, flow=aligned)
+    with pytest.raises(KeyboardInterrupt):
+        render_video(str(clips["pan"]), str(tmp_path / "resumed"), dreamer=dreamer, flow=aligned,
+                     progress=Interrupt(5))
+    render_video(str(clips["pan"]), str(tmp_path / "resumed"), dreamer=dreamer, flow=aligned)
+    resumed, whole = decode(tmp_path / "resumed"), decode(tmp_path / "whole")
+    assert len(resumed) == N and all(np.array_equal(a, b) for a, b in zip(resumed, whole))
 
 
 def start_render(argv: list[str]) -> subprocess.Popen:
