@@ -58,7 +58,7 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, schedules: bo
                             "'mixed3=0:(1), 96:(0); mixed5=0:(0), 96:(1)' morphs from mixed3's look to mixed5's")
     g.add_argument("--step", type=float, help="step size of a still on the [-1, 1] scale after normalising the "
                                               "gradient (default: the recipe's; each video frame after the first "
-                                              "takes a quarter of it)")
+                                              "takes a fifth of it, less above the base size)")
     g.add_argument("--base-size", type=int,
                    help=f"long side in pixels at which the look is set: larger frames add finer detail on top, so a "
                         f"preview and a full render dream alike (default: the recipe's, {RECIPES[RECIPE].base_size} "
@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the carried dream settle wherever the motion takes it, rather than at the first frame's strength")
     g.add_argument("--no-occlusion", action="store_true", help="warp the previous dream even where the flow is unreliable")
     g.add_argument("--align", action="store_true",
-                   help="shift frames to keep the camera's motion on the network's stride grid (strength a little "
-                        "higher, burned specks more often)")
+                   help="shift frames to keep the camera's motion on the network's stride grid (crisper and a little "
+                        "stronger, and more flicker)")
     g.add_argument("--no-audio", action="store_true", help="drop the source's audio")
     g.add_argument("--audio", metavar="FILE",
                    help="music (any file ffmpeg reads) that replaces the clip's sound; schedules follow it")

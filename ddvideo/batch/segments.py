@@ -25,7 +25,7 @@ MAX_WARMUP = 100
 # A chain held at its first dream's strength keeps that strength from its first frame, but its pattern still
 # develops from the still it opened with: a segment starts this many frames early, after which the frames' own
 # ascent has added as much as the opening still (a still's 30 iterations at the full step; a video frame's 2 at a
-# quarter of it). With none, the seam of two segments flickered 1.4x as much as inside them (random-weight test).
+# fifth of it). With none, the seam of two segments flickered 1.4x as much as inside them (random-weight test).
 HELD_WARMUP = 60
 
 
