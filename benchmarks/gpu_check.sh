@@ -17,7 +17,7 @@
 #            where they differ, again with TF_DETERMINISTIC_OPS=1 (deterministic cuDNN kernels)
 # A step that fails or runs out of time is reported in the results and the next step runs.
 # Exit status: 0 the check ran (see the results for each step), 2 bad option, 3 no NVIDIA GPU, 4 TensorFlow
-# cannot use the GPU.
+# cannot use the GPU, or is not installed and the package index is out of reach.
 
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -125,6 +125,14 @@ sees_gpu() {
 }
 
 # -- install ------------------------------------------------------------------------------------------------
+# A machine with no TensorFlow and no way to the package index cannot install it: say so at once rather than spend
+# the install step's limit on pip's retries (benchmarks/README.md: what such a machine needs brought to it).
+has_tf() { "$PY" -c 'import tensorflow' > /dev/null 2>&1; }
+reaches_index() { timeout 30 "$PY" -m pip index versions tensorflow --timeout 10 --retries 0 > /dev/null 2>&1; }
+if [ "$MODE" = gpu ] && ! has_tf && ! reaches_index; then
+    echo "gpu_check.sh: TensorFlow is not installed for $PY and the package index cannot be reached from here, so it cannot be installed: run this on a machine with tensorflow[and-cuda] installed (pip install -e '.[gpu,test]' where the index is reachable), or give PYTHON=a python that has it" >&2
+    exit 4
+fi
 if [ "$MODE" = gpu ] && ! sees_gpu; then
     echo "gpu_check.sh: TensorFlow does not see the GPU: pip install -e '.[gpu,test]'" >&2
     run install "$PY" -m pip install -q -e ".[gpu,test]"
