@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .options import (PROG, dream_schedule, dream_settings, guide_option, make_dreamer, model_settings, music_option,
-                      run_settings, video_settings, zoom_settings)
+from .options import (PROG, dream_schedule, dream_settings, guide_option, input_paths, make_dreamer, model_settings,
+                      music_option, run_settings, video_settings, zoom_settings)
 
 
 def cmd_image(opts: dict[str, Any], progress) -> None:
     from .media import check_not_source, check_writable, read_image, write_image
     from .transforms import resize_to_fit
 
-    check_not_source(opts["output"], [opts["input"]])
+    check_not_source(opts["output"], input_paths(opts))
     check_writable(opts["output"])
     # the picture first: a bad input fails before the model loads
     frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
@@ -47,7 +47,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
     if opts.get("plot"):
         return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
     check_writable(output)
-    check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
+    check_paths(output, run.work_dir, sources=input_paths(opts))
     check_unlocked(run.work_dir or default_work_dir(output), output=output)  # another render of it: say so now
     opts["progress_label"] = rate_label(info, fps=clip.fps)
     summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip, schedule=schedule,
@@ -103,7 +103,7 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
                             "--pan-y": zoom.pan[1], "--dream-every": zoom.dream_every}, schedule,
                      features=features, frames=zoom.frames, fps=zoom.fps)
     check_writable(output)
-    check_paths(output, run.work_dir, sources=[opts["input"], opts.get("audio")])
+    check_paths(output, run.work_dir, sources=input_paths(opts))
     check_unlocked(run.work_dir or default_work_dir(output), output=output)
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, schedule=schedule, music=music,
                 features=features, out=out, run=run, progress=progress)
@@ -128,11 +128,12 @@ def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps:
 def _plot(opts: dict[str, Any], settings: dict[str, float | str], schedule, *, features, frames: int,
           fps: float) -> None:
     """Draw the render's scheduled settings (those that change; all of them when none does) to --plot."""
-    from .media import check_image_output, write_image
+    from .media import check_image_output, check_not_source, write_image
     from .objective import parse_objective
     from .plot import plot_schedules
     from .schedule import frame_values
 
+    check_not_source(opts["plot"], input_paths(opts), what="--plot")
     check_image_output(opts["plot"])
     audio = features and features.values
     curves = {option: frame_values(value, option=option, frames=frames, fps=fps, audio=audio)
@@ -156,10 +157,11 @@ def _preview_run(run):
 
 
 def cmd_sheet(opts: dict[str, Any], progress) -> None:
-    from .media import check_image_output, write_image
+    from .media import check_image_output, check_not_source, write_image
     from .models import load_model
     from .sheet import SheetDreamer, SheetSettings, block_entries, compose_sheet, parse_entries, sheet_frame
 
+    check_not_source(opts["output"], input_paths(opts))
     check_image_output(opts["output"])
     sheet = SheetSettings(columns=opts["columns"], max_size=opts["max_size"], at=opts["at"])
     entries = parse_entries(layers=opts["layers"] or opts["preset"], presets=opts["presets"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 from typing import Any
 
@@ -320,6 +321,14 @@ def music_option(opts: dict[str, Any], *, start: float = 0.0):
     from .audio import load_music
 
     return load_music(opts["audio"], start=start) if opts.get("audio") else None
+
+
+def input_paths(opts: dict[str, Any]) -> list[str]:
+    """Every file a command reads: its input, --audio, --guide, and a --model or --weights file. Nothing it writes may
+    replace one of them (media.check_not_source)."""
+    paths = [opts.get(key) for key in ("input", "audio", "guide")]
+    paths += [opts.get(key) for key in ("model", "weights") if opts.get(key) and os.path.isfile(opts[key])]
+    return [path for path in paths if path]
 
 
 def guide_option(opts: dict[str, Any]):

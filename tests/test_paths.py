@@ -62,6 +62,31 @@ def test_output_that_is_the_input_is_refused(sources, tmp_path: Path, capsys, ki
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({source.name, output.name, given.name})
 
 
+@pytest.mark.parametrize(
+    ("argv", "written"),
+    [
+        (["sheet", "PHOTO", "PHOTO", "--layers", SMALL_LAYERS], "output"),  # a sheet over its own picture
+        (["image", "OTHER", "PHOTO", "--guide", "PHOTO"], "output"),  # a dream over its guide
+        (["zoom", "OTHER", "out.mp4", "--guide", "PHOTO", "--strength", "0:(1), 4:(2)", "--plot", "PHOTO"],
+         "--plot"),  # a plot over its guide
+        (["zoom", "PHOTO", "out.mp4", "--strength", "0:(1), 4:(2)", "--plot", "PHOTO"], "--plot"),
+    ],
+)
+def test_no_output_replaces_any_file_the_command_reads(sources, tmp_path: Path, capsys, argv: list[str],
+                                                       written: str) -> None:
+    """The input, a guide and anything else a command reads stay as they were, whatever output names them."""
+    photo, other = tmp_path / "photo.png", tmp_path / "other.png"
+    shutil.copy(sources["image"], photo)
+    shutil.copy(sources["image"], other)
+    argv = [str(photo) if a == "PHOTO" else str(other) if a == "OTHER" else a for a in argv]
+    argv = [str(tmp_path / a) if a == "out.mp4" else a for a in argv]
+    assert main([*argv, *FAST]) == 1
+    one_error_line(capsys.readouterr().err,
+                   rf"^ddvideo: error: {written} .*photo\.png is the input file: writing it would destroy the source")
+    assert photo.read_bytes() == other.read_bytes() == sources["image"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.png", "photo.png"]
+
+
 def test_frame_folder_holding_the_input_is_refused(sources, tmp_path: Path, capsys) -> None:
     """A folder of frames is replaced as a whole: one that holds the start image would take it along."""
     frames = tmp_path / "frames"

@@ -294,7 +294,8 @@ class _Checker:
 
     def _settings(self, index, table, entries, mode, argv, opts, label, line, bad) -> Job | None:
         """Build the settings the command would build, look at the input and output, and check the layers."""
-        from ..options import dream_schedule, dream_settings, model_settings, run_settings, video_settings, zoom_settings
+        from ..options import (dream_schedule, dream_settings, input_paths, model_settings, run_settings, video_settings,
+                               zoom_settings)
 
         def key_of(dest: str) -> tuple[str | None, str]:
             entry = entries.get(dest)
@@ -357,13 +358,13 @@ class _Checker:
                                    f"{', '.join(VIDEO_EXTENSIONS)}, or end it in / for a folder of frames")
         work_dir = os.path.abspath(opts.get("work_dir") or default_work_dir(output))
         try:
-            check_not_source(output, [source])
+            check_not_source(output, input_paths(opts))
             check_writable(output, creatable=True)  # the batch makes missing output folders
         except OutputError as exc:
             bad(*key_of("output"), str(exc))
         else:
             try:
-                check_paths(output, work_dir, sources=[source])
+                check_paths(output, work_dir, sources=input_paths(opts))
             except OutputError as exc:
                 bad(*key_of("work_dir" if opts.get("work_dir") else "output"), str(exc))
         if not failed & {model_settings, dream_settings}:  # else the model or objective is reported already

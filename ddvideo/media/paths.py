@@ -83,7 +83,7 @@ def check_not_source(path: PathLike, sources: Sequence[PathLike | None], *, what
         elif any(inside.is_relative_to(folder) for inside in (real, Path(os.path.abspath(os.fspath(source))))
                  for folder in (target, Path(os.path.abspath(os.fspath(path))))):  # a link counts where it lies
             raise OutputError(f"{what} {path} holds the input {source}, which could be replaced or removed with it; "
-                              f"choose a {what} that does not hold the input")
+                              f"choose a place for the {what} that does not hold the input")
         elif target.is_relative_to(real):
             raise OutputError(f"{what} {path} lies inside the input {source}, which is a file; "
                               f"choose another {what} path")
