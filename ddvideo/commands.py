@@ -202,9 +202,15 @@ def cmd_metrics(opts: dict[str, Any], progress) -> None:
         dreamer = Dreamer(load_model(model_settings(opts)), DreamSettings(layers=opts["layers"] or opts["preset"]))
         energy = functools.partial(objective_map, dreamer)
     if stills[0]:
+        if opts["start"] or opts["end"] is not None or opts["fps"] is not None:
+            raise InputError("--start, --end and --fps pick a part of a source clip; drop them for a still")
         measures = measure_look(read_image(opts["output"]), read_image(opts["source"]), energy=energy)
     else:
-        with VideoReader(opts["source"]) as source, VideoReader(opts["output"]) as output:
+        from .video import ClipSettings
+
+        clip = ClipSettings(start=opts["start"], end=opts["end"], fps=opts["fps"])
+        with VideoReader(opts["source"], start=clip.start, end=clip.end, fps=clip.fps) as source, \
+                VideoReader(opts["output"]) as output:
             measures = measure_clip(iter(source), iter(output), method=opts["flow"], energy=energy)
     print("\n".join(measures.lines()))
 

@@ -25,13 +25,19 @@ def _rgb(frame: np.ndarray, what: str, index: int) -> np.ndarray:
     return frame
 
 
-def _fit(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an (h, w, 3) output frame to the source's (H, W) so pixels correspond."""
-    h, w = size
-    if output.shape[:2] == (h, w):
-        return output
-    shrinking = output.shape[0] > h or output.shape[1] > w
-    return cv2.resize(output, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+def _paired(output: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(output, source) at one size, so pixels correspond: the output's where it is smaller (a render at --max-size
+    is measured against its source shrunk to it, as the render read it; a source of odd sides loses the last column
+    or row, as the render's reader drops it), else the source's."""
+    (oh, ow), (sh, sw) = output.shape[:2], source.shape[:2]
+    if (oh, ow) == (sh, sw):
+        return output, source
+    if 0 <= sh - oh <= 1 and 0 <= sw - ow <= 1:
+        return output, np.ascontiguousarray(source[:oh, :ow])
+    if oh <= sh and ow <= sw:
+        return output, cv2.resize(source, (ow, oh), interpolation=cv2.INTER_AREA)
+    shrinking = oh > sh or ow > sw
+    return cv2.resize(output, (sw, sh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR), source
 
 
 Energy = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 frame -> (h, w) objective map (objective.objective_map)
@@ -64,9 +70,8 @@ class Look:
 
 
 def measure_look(output: np.ndarray, source: np.ndarray, *, energy: Energy | None = None) -> Look:
-    """The look of an (H, W, 3) uint8 dream against its source (an output of another size is resized to it)."""
-    source = _rgb(source, "source", 0)
-    output = _fit(_rgb(output, "output", 0), source.shape[:2])
+    """The look of an (H, W, 3) uint8 dream against its source (at one size: _paired)."""
+    output, source = _paired(_rgb(output, "output", 0), _rgb(source, "source", 0))
     gain = cover = None
     if energy is not None:
         source_map, output_map = energy(source), energy(output)
@@ -104,8 +109,8 @@ def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np
     (ddvideo.flow, same thresholds as the renderer); the output O_{t+1} is warped onto O_t and
     E_t = sum_p M_t(p) ||O_t(p) - warp(O_{t+1})(p)||^2 / sum_p M_t(p), the norm over RGB.
     E_warp is the mean of E_t over the pairs (pairs with no reliable pixel are skipped).
-    Frames are uint8 (H, W, 3) RGB and are streamed, two at a time; output frames of another
-    size are resized to the source's size first. Both clips must have the same frame count.
+    Frames are uint8 (H, W, 3) RGB and are streamed, two at a time; a pair of another size is measured at one
+    (_paired: the output's, where smaller). Both clips must have the same frame count.
     """
     FlowSettings(method=method)  # names the valid methods if this one is unknown
     total, pairs, count = 0.0, 0, 0
@@ -114,10 +119,9 @@ def measure_clip(source_frames: Iterable[np.ndarray], output_frames: Iterable[np
     for src, out in zip_longest(source_frames, output_frames, fillvalue=_END):
         if src is _END or out is _END:
             shorter = "source" if src is _END else "output"
-            raise InputError(f"the {shorter} clip ends after {count} frames but the other goes on; "
-                             "compare an output with the source it was rendered from")
-        src = _rgb(src, "source", count)
-        out8 = _fit(_rgb(out, "output", count), src.shape[:2])
+            raise InputError(f"the {shorter} clip ends after {count} frames but the other goes on; compare an output "
+                             "with the source it was rendered from, read as the render read it (--start, --end, --fps)")
+        out8, src = _paired(_rgb(out, "output", count), _rgb(src, "source", count))
         looks.append(measure_look(out8, src, energy=energy))
         out = out8.astype(np.float32) / 255.0
         if prev_src is not None:
@@ -162,7 +166,8 @@ def sharpness(frame: np.ndarray) -> float:
 def strength(output: np.ndarray, source: np.ndarray) -> float:
     """Dream strength: mean |output - source| per pixel and channel, 0-255 scale (blur counts too: read it with
     sharpness)."""
-    return float(np.mean(np.abs(_fit(np.asarray(output), source.shape[:2]).astype(np.float32) - source)))
+    output, source = _paired(np.asarray(output), np.asarray(source))
+    return float(np.mean(np.abs(output.astype(np.float32) - source)))
 
 
 # -- the look of a still: does the dream cover the picture, or burn a spot? -----------------------------------------

@@ -96,6 +96,12 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-work", action="store_true", help="keep the work folder after a successful render")
 
 
+def _clip_range(g) -> None:
+    g.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
+    g.add_argument("--end", type=float, help="stop at this many seconds")
+    g.add_argument("--fps", type=float, help="resample to this frame rate (default: the source's)")
+
+
 def _max_size(p) -> None:
     p.add_argument("--max-size", type=int, help="downscale so the long side is at most this many pixels")
 
@@ -123,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="input video (any container ffmpeg reads)")
     p.add_argument("output", help=_VIDEO_OUTPUT)
     g = p.add_argument_group("clip")
-    g.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
-    g.add_argument("--end", type=float, help="stop at this many seconds")
-    g.add_argument("--fps", type=float, help="resample to this frame rate (default: the source's)")
+    _clip_range(g)
     _max_size(g)
     g = p.add_argument_group("coherence")
     g.add_argument("--flow", choices=("dis", "farneback", "none"), default="dis",
@@ -213,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="the source clip, or the source picture of a still")
     p.add_argument("output", help="the dreamed clip, or the dreamed still")
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="flow used on the source (default dis)")
+    _clip_range(p.add_argument_group("the part of the source clip the render read, as given to the render"))
     g = p.add_argument_group("the network's view (optional)")
     g.add_argument("--model", help="measure objective gain and activation coverage with this backbone or .keras file, "
                                    "e.g. samples/inception_v3_mixed5.keras")

@@ -644,6 +644,13 @@ def test_metrics_command(clips, reference, tmp_path, capsys):
     for argv in ([str(clips["pan"]), str(clips["silent"])], [str(clips["pan"]), str(tmp_path / "nope.mp4")]):
         assert main(["metrics", *argv]) == 1
         one_error_line(capsys.readouterr().err)
+    # a render of part of the clip, measured against the source read the same way
+    part = write_clip(tmp_path / "part.mp4", reference[6:18])
+    assert main(["metrics", str(clips["pan"]), str(part)]) == 1
+    one_error_line(capsys.readouterr().err, r"the output clip ends after 12 frames .* \(--start, --end, --fps\)$")
+    assert main(["metrics", str(clips["pan"]), str(part), "--start", str(6 / FPS), "--end", str(18 / FPS)]) == 0
+    assert float(capsys.readouterr().out.split()[1]) == pytest.approx(
+        warping_error(decode(clips["pan"])[6:18], decode(part)), abs=1e-6)
 
 
 def test_metrics_of_a_still_in_pixels_and_in_the_networks_eyes(inception, tmp_path, capsys):
@@ -666,6 +673,8 @@ def test_metrics_of_a_still_in_pixels_and_in_the_networks_eyes(inception, tmp_pa
     gain = objective_gain(objective_map(dreamer, out), objective_map(dreamer, source))
     assert float(value["objective gain"]) == pytest.approx(gain, abs=0.005)
     assert main(argv) == 0 and "objective gain" not in capsys.readouterr().out  # the network's view needs --model
+    assert main([*argv, "--end", "1"]) == 1
+    one_error_line(capsys.readouterr().err, "pick a part of a source clip; drop them for a still")
     assert main(["metrics", str(tmp_path / "source.png"), str(tmp_path / "clip.mp4")]) == 1
     one_error_line(capsys.readouterr().err, "a still with its source picture or a clip with its source clip")
 
