@@ -180,7 +180,14 @@ def _load_custom(settings: ModelSettings) -> LoadedModel:
     model.trainable = False
     names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
     default = f"{names[-1]}=1.0" if names else ""
-    return LoadedModel(model, settings.model, settings, _identity, r".*", default)
+    return LoadedModel(model, settings.model, settings, _identity, saved_block_pattern(names), default)
+
+
+def saved_block_pattern(names: list[str]) -> str:
+    """The block layers of a saved model with these layers: those named like a known backbone's blocks (a saved
+    InceptionV3 cut at mixed5 has mixed0 to mixed5), else every one."""
+    known = [b.block_pattern for b in BACKBONES.values() if any(re.match(b.block_pattern, n) for n in names)]
+    return "|".join(f"(?:{pattern})" for pattern in known) or r".*"
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 where the hardware runs it fast

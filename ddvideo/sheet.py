@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -17,7 +16,7 @@ import tensorflow as tf
 from .dream import Dreamer, DreamResult, DreamSettings
 from .errors import InputError, SettingsError
 from .media import IMAGE_EXTENSIONS, VideoReader, probe_video, read_image
-from .models import BACKBONES, LoadedModel
+from .models import LoadedModel
 from .objective import PRESETS, Term, parse_objective
 from .render import Progress
 from .transforms import resize_to_fit
@@ -83,9 +82,6 @@ def parse_entries(*, layers: str | None = None, presets: str | None = None, stre
 def block_entries(loaded: LoadedModel) -> tuple[SheetEntry, ...]:
     """One tile per block layer of the model (for a saved model: its layers named like a known backbone's blocks)."""
     names = loaded.block_layers()
-    if loaded.name not in BACKBONES:
-        known = [n for n in names if any(re.match(b.block_pattern, n) for b in BACKBONES.values())]
-        names = known or names
     if len(names) > MAX_DEFAULT_TILES:
         raise SettingsError(f"{loaded.name} has {len(names)} layers to compare: name some with --layers, "
                             f"e.g. --layers {','.join(names[len(names) // 2:][:4])}")

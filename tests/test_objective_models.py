@@ -93,6 +93,11 @@ def test_custom_keras_model(tmp_path, inception):
     path = str(tmp_path / "sub.keras")
     sub.save(path)
     loaded = load_model(ModelSettings(model=path, weights="none"))
+    # its blocks are those named like a known backbone's (mixed0 to mixed3), listed in errors and sheets
+    assert loaded.block_layers() == ["mixed0", "mixed1", "mixed2", "mixed3"]
+    with pytest.raises(SettingsError, match=r"unknown layer 'mixed9' .*; valid layers include mixed0, mixed1, mixed2, "
+                                            r"mixed3 \(run"):
+        build_extractor(loaded, parse_objective("mixed9"))
     frame = textured_image(112, 112)
     ours = Dreamer(loaded, DreamSettings(layers="mixed2", octaves=1, iterations=2)).dream(frame).frame
     theirs = Dreamer(inception, DreamSettings(layers="mixed2", octaves=1, iterations=2)).dream(frame).frame

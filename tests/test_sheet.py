@@ -106,11 +106,10 @@ def test_strength_tiles_share_one_dream_and_grow_with_the_strength(inception):
 
 def test_default_tiles_are_the_block_layers_and_the_model_is_folded_once(inception):
     assert [e.label for e in block_entries(inception)] == [f"mixed{i}" for i in range(11)]
-    # a saved model lists every layer as a block: its layers named like a known backbone's blocks are taken
+    # a saved model with no layer named like a known backbone's blocks: every layer is a block, too many to compare
     saved = replace(inception, name="cut.keras", block_pattern=r".*")
-    assert [e.label for e in block_entries(saved)] == [f"mixed{i}" for i in range(11)]
-    with pytest.raises(SettingsError, match=r"cut.keras has 94 layers to compare: name some with --layers"):
-        block_entries(replace(saved, block_pattern=r"conv2d"))
+    with pytest.raises(SettingsError, match=r"cut.keras has \d+ layers to compare: name some with --layers"):
+        block_entries(saved)
     sheet = SheetDreamer(inception, parse_entries(layers="mixed1,mixed2,mixed3"), DreamSettings())
     assert len(sheet.dreamers) == 3
     assert len({id(d.extractor.layers[1]) for d in sheet.dreamers}) == 1  # one folded network
