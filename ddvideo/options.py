@@ -18,8 +18,26 @@ _VIDEO_OUTPUT = "output: .mp4, .mov, .mkv, .webm, .gif, or a folder/ of PNG fram
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump): the same shape as every other error of the tool."""
 
+    optional_input = False  # a command whose input may be left out ([IN] OUT): its paths may sit among the options
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        opts, extras = super().parse_known_args(args, namespace)
+        if self.optional_input:  # argparse fills [IN] OUT from the first paths only: take the rest from the extras
+            paths = [p for p in (opts.input, opts.output) if p is not None]
+            paths += [e for e in extras if not e.startswith("-")][: 2 - len(paths)]
+            extras = [e for e in extras if e not in paths]
+            if not paths:
+                self.error("the following arguments are required: output")
+            from .media import IMAGE_EXTENSIONS
+
+            if len(paths) == 1 and os.path.splitext(paths[0])[1].lower() in IMAGE_EXTENSIONS:
+                self.error(f"{paths[0]} is a picture, not an output: give the output after it, e.g. "
+                           f"{self.prog} {paths[0]} out.mp4")
+            opts.input, opts.output = ([None, *paths])[-2:]
+        return opts, extras
 
 
 # -- options shared by the commands ---------------------------------------------------------------
@@ -158,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Dream a picture, zoom into it, dream again, frame after frame; "
                                         "rerun the same command to resume.")
     p.add_argument("input", nargs="?", help="start image (png, jpg, ...); leave out to start from noise of --size")
-    p.add_argument("output", help=_VIDEO_OUTPUT)
+    p.add_argument("output", nargs="?", help=_VIDEO_OUTPUT)
+    p.optional_input = True
     g = p.add_argument_group("camera, per frame")
     g.add_argument("--zoom", default=ZOOM, help=f"scale about the centre; >1 flies in, <1 pulls out (default {ZOOM})"
                                                 + SCHEDULE_HELP)

@@ -170,6 +170,20 @@ def test_cli_renders_a_looping_gif_from_an_image(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "loop.gif"]
 
 
+def test_cli_takes_its_paths_among_the_options(tmp_path, capsys):
+    """`zoom [IN] OUT`: the paths may sit among the options, as other commands' may; a picture alone is not taken for
+    the output."""
+    photo, out = tmp_path / "in.png", tmp_path / "z.gif"
+    write_image(photo, textured_image(130, 150, seed=3))
+    assert main(["zoom", str(photo), *FAST, "--seconds", "0.5", "--fps", "4", str(out)]) == 0
+    assert len(frames_of(out)) == 2 and frames_of(out)[0].shape == (130, 150, 3)  # the picture's size: not noise
+    assert main(["zoom", "--seconds", "0.5", "--fps", "4", str(tmp_path / "noise.gif"), "--size", "64x48", *FAST]) == 0
+    assert frames_of(tmp_path / "noise.gif")[0].shape == (48, 64, 3)
+    assert main(["zoom", str(photo), *FAST]) == 2
+    one_error_line(capsys.readouterr().err, r"in\.png is a picture, not an output: give the output after it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "noise.gif", "z.gif"]
+
+
 def test_parsers():
     assert parse_size("640x360") == (640, 360) and parse_pan("2,-1.5") == (2.0, -1.5)
     for text in ("640", "axb", "640x"):
