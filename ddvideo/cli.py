@@ -51,7 +51,10 @@ def _progress(opts: dict[str, Any]) -> tuple[Callable, Callable[[], None]]:
             unit = "tile" if opts["command"] == "sheet" else "frame"
             # the precision chosen, and the frame rate (set by the command once it knows)
             label = ", ".join(filter(None, (_precision_label(opts), opts.get("progress_label"))))
-            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=label or None))
+            # an image reports once, when done: no rate to show
+            once = opts["command"] == "image"
+            form = {"bar_format": "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"} if once else {}
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=label or None, **form))
         bar = bars[0]
         if total is not None and bar.total != total:
             bar.total = total

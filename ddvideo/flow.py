@@ -77,7 +77,7 @@ class FlowSettings:
         elif isinstance(self.blend, bool) or not isinstance(self.blend, (int, float)):
             raise SettingsError(f"flow blend {self.blend!r} is not a number; use a value in [0, 1]")
         elif math.isnan(self.blend) or not 0.0 <= self.blend <= 1.0:
-            raise SettingsError(f"flow blend {self.blend!r} is out of range; use a value in [0, 1]")
+            raise SettingsError(f"--blend {self.blend!r} is out of range; use a value in [0, 1]")
         if not isinstance(self.hold, bool):
             raise SettingsError(f"flow hold {self.hold!r} is not a boolean; use True or False")
         if not isinstance(self.occlusion, bool):

@@ -9,6 +9,7 @@ import os
 import re
 import warnings
 import weakref
+import zipfile
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -168,6 +169,9 @@ def _download_imagenet(backbone: Backbone) -> keras.Model:
         ) from None
 
 def _load_custom(settings: ModelSettings) -> LoadedModel:
+    if not zipfile.is_zipfile(settings.model):
+        raise ModelError(f"cannot load model {settings.model}: it is not a saved Keras model (a .keras file is a zip "
+                         "archive); save one with model.save('x.keras')")
     try:
         model = keras.saving.load_model(settings.model, compile=False, safe_mode=True)
     except Exception as exc:

@@ -60,7 +60,7 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, schedules: bo
     g = p.add_argument_group("dream")
     which = g.add_mutually_exclusive_group()
     which.add_argument("--preset", choices=sorted(PRESETS), help="named layer objective (default: keras for inception_v3)")
-    which.add_argument("--layers", help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
+    which.add_argument("--layers", type=_layers, help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
     g.add_argument("--recipe", choices=list(RECIPES), default=RECIPE,
                    help=f"the ascent: {RECIPE} (default) covers the picture with the dream and keeps its detail; keras is "
                         f"the Keras DeepDream example exactly, tutorial the TensorFlow tutorial's; the options below "
@@ -112,6 +112,13 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality, lower is better (default 18)")
     g.add_argument("--work-dir", help="where finished frames are kept for resuming (default OUT.ddwork)")
     g.add_argument("--keep-work", action="store_true", help="keep the work folder after a successful render")
+
+
+def _layers(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("names no layer: give some, e.g. --layers mixed3,mixed5, or leave it out for "
+                                         "the model's default")
+    return text
 
 
 def _clip_range(g) -> None:
@@ -243,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", default="imagenet", help="imagenet, none (seeded random), or a weights file (default imagenet)")
     which = g.add_mutually_exclusive_group()
     which.add_argument("--preset", choices=sorted(PRESETS), help="the objective, as the render's (default: the model's)")
-    which.add_argument("--layers", help="the objective as layers, e.g. mixed3=1.0,mixed5=1.0")
+    which.add_argument("--layers", type=_layers, help="the objective as layers, e.g. mixed3=1.0,mixed5=1.0")
 
     p = commands.add_parser("batch", help="run the renders of a TOML manifest unattended, on every GPU or a Ray cluster",
                             description="Run every [[job]] of a TOML manifest (format: the README's Batch section); rerun it to resume. "

@@ -53,11 +53,16 @@ def test_layers_lists_names_and_shapes(capsys):
     (["--step", "-3"], r"--step must be a non-negative number"),
     (["--octaves", "abc"], r"invalid int value"),
     (["--model", "alexnet"], r"unknown model 'alexnet'"),
+    (["--layers", " "], r"argument --layers: names no layer: give some, e\.g\. --layers mixed3,mixed5"),
+    (["--model", "NOTES.keras"], r"cannot load model .*notes\.keras: it is not a saved Keras model \(a \.keras file "
+                                 r"is a zip archive\)"),
 ])
 def test_bad_options(tmp_path, photo, capsys, args, pattern):
     out = tmp_path / "out.png"
+    (tmp_path / "notes.keras").write_text("not a model")
+    args = [str(tmp_path / "notes.keras") if a == "NOTES.keras" else a for a in args]
     argv = ["image", photo, str(out), "--weights", "none", "-q", *args]
-    assert main(argv) == (2 if "abc" in args else 1)
+    assert main(argv) == (2 if "abc" in args or " " in args else 1)
     one_error_line(capsys.readouterr().err, pattern)
     assert not out.exists()
 
@@ -72,6 +77,14 @@ def test_not_an_image(tmp_path, capsys):
     bad.write_text("hello")
     assert main(["image", str(bad), str(tmp_path / "o.png"), *FAST]) == 1
     one_error_line(capsys.readouterr().err, r"notes\.png")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_clip_given_to_image_names_the_video_command(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # what a picture reader cannot read
+    assert main(["image", str(clip), str(tmp_path / "o.png"), *FAST]) == 1
+    one_error_line(capsys.readouterr().err, r"clip\.mp4 is a video, not a picture: dream a clip with `ddvideo video`")
     assert not (tmp_path / "o.png").exists()
 
 

@@ -591,6 +591,7 @@ def bad(clips, tmp_path_factory) -> dict[str, Path]:
         ("pan", "o.mp4", ["--work-dir", "FILE/w"], "work folder .*file/w cannot be created: .*file is a file"),
         ("pan", "o.mp4", ["--start", "5"], "start 5s is past the end of .*pan.mp4, which is 2.00s long"),
         ("pan", "o.mp4", ["--end", "0"], r"--end \(0.0\) must be after --start"),
+        ("pan", "o.mp4", ["--blend", "2"], r"--blend 2.0 is out of range; use a value in \[0, 1\]"),
     ],
 )
 def test_bad_input_is_one_error_line(clips, bad, tmp_path, capsys, case, output, extra, message):
