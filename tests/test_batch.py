@@ -234,6 +234,24 @@ flow = "magic"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "jobs.toml"]
 
 
+def test_a_problem_two_settings_find_is_reported_once(tmp_path: Path, clip: Path) -> None:
+    """A broken strength schedule is read by the dream's settings and its schedule: one line, beside the job's
+    other problems."""
+    os.symlink(clip, tmp_path / "in.mp4")
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "in.mp4"
+output = "a.mp4"
+strength = "0:(1), 1s:(2"
+max_size = 8
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert len(problems) == 2, problems
+    assert "--strength: unclosed '('" in problems[0] and "--max-size must be at least 16 pixels" in problems[1]
+
+
 def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
     os.symlink(clip, tmp_path / "in.mp4")
     (tmp_path / "guides").mkdir()

@@ -153,7 +153,9 @@ class _Checker:
 
     def problem(self, line: int | None, job: str | None, message: str) -> None:
         where = f"{self.shown}:{line}" if line else self.shown
-        self.problems.append((line or 0, f"{where}: {job + ': ' if job else ''}{message}"))
+        found = (line or 0, f"{where}: {job + ': ' if job else ''}{message}")
+        if found not in self.problems:  # two settings that read one option report its problem once
+            self.problems.append(found)
 
     # -- the manifest -------------------------------------------------------------------------------
     def manifest(self, data: dict[str, Any]) -> Manifest:
