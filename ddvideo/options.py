@@ -60,7 +60,8 @@ def _dream_options(p: argparse.ArgumentParser, *, iterations: int, schedules: bo
     g = p.add_argument_group("dream")
     which = g.add_mutually_exclusive_group()
     which.add_argument("--preset", choices=sorted(PRESETS), help="named layer objective (default: keras for inception_v3)")
-    which.add_argument("--layers", type=_layers, help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
+    which.add_argument("--layers", type=_layers,
+                       help="layer objective, e.g. mixed4=1.0,mixed5=1.5 or mixed4:97 for one channel")
     g.add_argument("--recipe", choices=list(RECIPES), default=RECIPE,
                    help=f"the ascent: {RECIPE} (default) covers the picture with the dream and keeps its detail; keras is "
                         f"the Keras DeepDream example exactly, tutorial the TensorFlow tutorial's; the options below "

@@ -296,8 +296,8 @@ class _Checker:
 
     def _settings(self, index, table, entries, mode, argv, opts, label, line, bad) -> Job | None:
         """Build the settings the command would build, look at the input and output, and check the layers."""
-        from ..options import (dream_schedule, dream_settings, input_paths, model_settings, run_settings, video_settings,
-                               zoom_settings)
+        from ..options import (dream_schedule, dream_settings, input_paths, model_settings, run_settings,
+                               video_settings, zoom_settings)
 
         def key_of(dest: str) -> tuple[str | None, str]:
             entry = entries.get(dest)
