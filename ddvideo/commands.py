@@ -15,13 +15,20 @@ from .options import (PROG, dream_schedule, dream_settings, guide_option, input_
 
 
 def cmd_image(opts: dict[str, Any], progress) -> None:
-    from .media import check_not_source, check_writable, read_image, write_image
+    from .media import VIDEO_EXTENSIONS, check_not_source, check_writable, read_image, write_image
     from .transforms import resize_to_fit
 
     check_not_source(opts["output"], input_paths(opts))
     check_writable(opts["output"])
     # the picture first: a bad input fails before the model loads
-    frame = resize_to_fit(read_image(opts["input"]), max_size=opts["max_size"])
+    try:
+        picture = read_image(opts["input"])
+    except InputError as err:
+        if not os.path.isfile(opts["input"]) or os.path.splitext(opts["input"])[1].lower() not in VIDEO_EXTENSIONS:
+            raise
+        raise InputError(f"{opts['input']} is a video, not a picture: dream a clip with `ddvideo video`, or give a "
+                         "PNG, JPEG, WebP, BMP or TIFF file") from err
+    frame = resize_to_fit(picture, max_size=opts["max_size"])
     result = make_dreamer(opts).dream(frame, seed=opts["seed"])
     write_image(opts["output"], result.frame)
     progress(0, 1, result.loss)

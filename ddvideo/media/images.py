@@ -57,11 +57,6 @@ def read_image(path: PathLike) -> np.ndarray:
         else:  # 16-bit grey and friends: scale here, Pillow's RGB conversion would clip
             image = iio.imread(p, plugin="pillow", index=0, rotate=True)
     except Exception as err:  # Pillow raises many types for bad data
-        from .writer import VIDEO_EXTENSIONS
-
-        if p.suffix.lower() in VIDEO_EXTENSIONS:
-            raise InputError(f"{p} is a video, not a picture: dream a clip with `ddvideo video`, or give a PNG, "
-                             "JPEG, WebP, BMP or TIFF file") from err
         raise InputError(f"not a readable image: {p} ({err}); give a PNG, JPEG, WebP, BMP or TIFF file") from err
     return _to_rgb8(np.asarray(image))
 
