@@ -20,6 +20,12 @@ class _Parser(argparse.ArgumentParser):
 
     optional_input = False  # a command whose input may be left out ([IN] OUT): its paths may sit among the options
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a value starting with a minus, a digit, a point or a bracket is a value, not an option: a schedule such as
+        # --rotate "-2*sin(t)" (argparse takes only plain negative numbers)
+        self._negative_number_matcher = re.compile(r"^-[\d.(]")
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 

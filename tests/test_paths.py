@@ -13,6 +13,7 @@ from conftest import SMALL_LAYERS, one_error_line, textured_image
 from ddvideo.cli import main
 from ddvideo.errors import OutputError
 from ddvideo.media import check_not_source, ffmpeg_exe, write_image
+from ddvideo.media.paths import AtomicTarget
 
 FAST = ["--weights", "none", "--layers", SMALL_LAYERS, "--octaves", "1", "--iterations", "1", "-q"]
 DESTROYS = "writing it would destroy the source; choose another output path"
@@ -155,3 +156,13 @@ def test_work_folder_ddvideo_did_not_make_is_refused(sources, tmp_path: Path, ca
     one_error_line(capsys.readouterr().err, message)
     after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} if work.is_dir() else work.read_bytes()
     assert after == before and not (tmp_path / "out.mp4").exists()
+
+
+def test_a_temporary_whose_folder_was_replaced_by_a_file_is_let_go(tmp_path: Path) -> None:
+    """Someone replaced the output folder by a file mid-render: cleaning up must not fail with a traceback."""
+    (tmp_path / "out").mkdir()
+    target = AtomicTarget(tmp_path / "out" / "clip.mp4")
+    shutil.rmtree(tmp_path / "out")
+    (tmp_path / "out").write_text("a file now")
+    target.discard()  # NotADirectoryError, before
+    assert (tmp_path / "out").read_text() == "a file now"

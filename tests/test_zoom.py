@@ -184,6 +184,14 @@ def test_cli_takes_its_paths_among_the_options(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "noise.gif", "z.gif"]
 
 
+def test_a_schedule_may_start_with_a_minus():
+    from ddvideo.options import build_parser, parse_argv
+
+    opts = parse_argv(build_parser(), ["zoom", "a.png", "b.gif", "--rotate", "-2*sin(t)", "--pan-y", "-(t/4)",
+                                       "--pan-x", "-.5"])
+    assert (opts["rotate"], opts["pan_y"], opts["pan_x"], opts["output"]) == ("-2*sin(t)", "-(t/4)", "-.5", "b.gif")
+
+
 def test_parsers():
     assert parse_size("640x360") == (640, 360) and parse_pan("2,-1.5") == (2.0, -1.5)
     for text in ("640", "axb", "640x"):

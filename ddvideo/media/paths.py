@@ -125,7 +125,7 @@ class AtomicTarget:
         if self.tmp.is_dir():
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone, or its folder replaced under it: nothing left to clean
                 self.tmp.unlink()
 
 
