@@ -137,7 +137,8 @@ def clip_frame(path: str | os.PathLike, *, at: float) -> np.ndarray:
     length = info.n_frames / info.fps
     if at >= length:
         raise InputError(f"--at {at:g}s is past the end of {path}, which is {length:.2f}s long; pick a time below that")
-    with VideoReader(path, start=at) as reader:
+    shown = math.floor(at * info.fps + 1e-6) / info.fps  # the frame on screen at `at` began then
+    with VideoReader(path, start=shown) as reader:
         for frame in reader:
             return frame.copy()
     raise InputError(f"no frame could be decoded at {at:g}s of {path}; try another --at")

@@ -130,6 +130,10 @@ def test_the_sheet_of_a_clip_dreams_its_frame_at_the_time_asked(tmp_path):
     with VideoReader(clip) as reader:
         first = next(iter(reader))
     assert np.abs(tile.astype(int) - first).mean() > 20
+    # an instant inside the last frame's time on screen (1.96 s of a 2 s clip: frame 23, shown from 1.917 s)
+    assert main([*argv, "--iterations", "0", "--at", "1.96"]) == 0
+    tile, = tiles_of(read_image(out), 1, tile=(80, 96), columns=4)
+    assert np.abs(tile.astype(int) - expected).max() <= 1
 
 
 @pytest.mark.parametrize("args, pattern", [
