@@ -32,6 +32,13 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
         look = [r for r in below if r >= base_size * scale ** (1 - octaves) * (1 - 1e-9)]
         rungs = look if len(look) >= octaves - 1 else below[-(octaves - 1):]
         shapes = [(round(height * r / long), round(width * r / long)) for r in rungs] + [(height, width)]
+        looks = [shape for r, shape in zip(rungs, shapes) if r <= base_size * (1 + 1e-9)]
+        if long > base_size * math.sqrt(scale) and looks and all(min(shape) < min_side for shape in looks):
+            raise SettingsError(  # else only its detail octaves would dream: a picture left almost as it was
+                f"frame {width}x{height} is too thin for the look at --base-size {base_size}: its look is set at "
+                f"{looks[-1][1]}x{looks[-1][0]} and smaller, below the {min_side} px both sides need; dream it at "
+                "its own scale with --base-size 0, or crop it less thin"
+            )
     else:
         shapes = [(int(height / scale**i), int(width / scale**i)) for i in range(octaves)][::-1]
     return [s for s in shapes if min(s) >= min_side]

@@ -305,6 +305,17 @@ def test_octave_shapes_follow_keras_example():
     assert octave_shapes(150, 300, octaves=3, scale=1.4, min_side=100) == [(107, 214), (150, 300)]
 
 
+def test_a_frame_too_thin_for_its_look_names_the_fix():
+    """Above the base size the look is set at base-size octaves: a 2000x100 strip's are 32 px high and less, which the
+    network cannot take, and only its detail octaves would dream (the picture left almost untouched)."""
+    with pytest.raises(SettingsError, match=r"frame 2000x100 is too thin for the look at --base-size 640: its look "
+                                            r"is set at 640x32 and smaller, below the 43 px .* --base-size 0"):
+        octave_shapes(100, 2000, octaves=3, scale=1.3, min_side=43, base_size=640)
+    # one look octave that fits is enough, and at its own scale the strip dreams
+    assert octave_shapes(200, 2000, octaves=3, scale=1.3, min_side=43, base_size=640)[0] == (49, 492)
+    assert octave_shapes(100, 2000, octaves=3, scale=1.3, min_side=43)[-1] == (100, 2000)
+
+
 def test_too_small_frame_names_the_fix(inception):
     dreamer = Dreamer(inception, DreamSettings(layers=SMALL_LAYERS))
     side = dreamer.min_side - 1
