@@ -57,6 +57,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
     check_paths(output, run.work_dir, sources=input_paths(opts))
     check_unlocked(run.work_dir or default_work_dir(output), output=output)  # another render of it: say so now
     opts["progress_label"] = rate_label(info, fps=clip.fps)
+    _warn_no_sound(opts, output)
     summary = render_video(opts["input"], output, dreamer=make_dreamer(opts), flow=flow, clip=clip, schedule=schedule,
                            music=music, features=features, out=out, run=run, progress=progress)
     for warning in summary.warnings:
@@ -112,8 +113,16 @@ def cmd_zoom(opts: dict[str, Any], progress) -> None:
     check_writable(output)
     check_paths(output, run.work_dir, sources=input_paths(opts))
     check_unlocked(run.work_dir or default_work_dir(output), output=output)
+    _warn_no_sound(opts, output)
     render_zoom(opts["input"], output, dreamer=make_dreamer(opts), zoom=zoom, schedule=schedule, music=music,
                 features=features, out=out, run=run, progress=progress)
+
+
+def _warn_no_sound(opts: dict[str, Any], output: str) -> None:
+    """Say so where --audio cannot be heard: a GIF or a folder of frames holds no sound."""
+    if opts.get("audio") and os.path.splitext(output.rstrip("/\\"))[1].lower() in ("", ".gif"):
+        print(f"{PROG}: warning: {output} holds no sound: --audio {opts['audio']} only drives the schedules; "
+              "write .mp4, .mov, .mkv or .webm to hear it", file=sys.stderr)
 
 
 def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps: float):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -182,6 +183,16 @@ def test_cli_takes_its_paths_among_the_options(tmp_path, capsys):
     assert main(["zoom", str(photo), *FAST]) == 2
     one_error_line(capsys.readouterr().err, r"in\.png is a picture, not an output: give the output after it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "noise.gif", "z.gif"]
+
+
+def test_a_gif_with_music_says_it_holds_no_sound(tmp_path, capsys):
+    beat = Path(__file__).resolve().parents[1] / "samples" / "beat.mp3"
+    out = tmp_path / "z.gif"
+    assert main(["zoom", str(out), "--size", "64x48", "--frames", "2", "--audio", str(beat), *FAST]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ddvideo")]
+    assert len(err) == 1 and re.match(r"ddvideo: warning: .*z\.gif holds no sound: --audio .*beat\.mp3 only drives "
+                                      r"the schedules", err[0]), err
+    assert len(frames_of(out)) == 2
 
 
 def test_a_schedule_may_start_with_a_minus():
