@@ -393,19 +393,25 @@ class DreamSchedule:
         check_range(values, option="--strength", fps=fps, ok=lambda v: v > 0, need="a positive number")
         return values
 
+    def check_weight_keys(self, terms: Sequence) -> list[tuple[str, str]]:
+        """weight_entries, each naming a term of the objective `terms` (objective.Term) or refused."""
+        entries, keys = self.weight_entries(), [term.key for term in terms]
+        for key, _ in entries:
+            if key not in keys:
+                raise ScheduleError(f"--layer-weights names {key}, which is not in the objective ({', '.join(keys)}); "
+                                    f"add it to --layers")
+        return entries
+
     def weights(self, terms: Sequence, *, frames: int, fps: float,
                 audio: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
         """(frames, terms) weight of each term of the objective at each frame; None without layer_weights.
         `terms` are the objective's (objective.Term: key and weight)."""
-        entries = self.weight_entries()
+        entries = self.check_weight_keys(terms)
         if not entries:
             return None
         keys = [term.key for term in terms]
         out = np.tile(np.array([term.weight for term in terms], np.float64), (frames, 1))
         for key, value in entries:
-            if key not in keys:
-                raise ScheduleError(f"--layer-weights names {key}, which is not in the objective ({', '.join(keys)}); "
-                                    f"add it to --layers")
             option = f"--layer-weights {key}"
             out[:, keys.index(key)] = values = frame_values(value, option=option, frames=frames, fps=fps, audio=audio)
             check_range(values, option=option, fps=fps, ok=lambda v: v == v, need="a number")

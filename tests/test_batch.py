@@ -252,6 +252,21 @@ max_size = 8
     assert "--strength: unclosed '('" in problems[0] and "--max-size must be at least 16 pixels" in problems[1]
 
 
+def test_layer_weights_are_checked_against_the_objective_before_anything_runs(tmp_path: Path, clip: Path) -> None:
+    os.symlink(clip, tmp_path / "in.mp4")
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "in.mp4"
+output = "a.mp4"
+layers = "mixed2"
+layer_weights = "mixed3=1"
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert list(caught.value.problems) == [f"{path}:13: job 1: --layer-weights names mixed3, which is not in the objective "
+                                     "(mixed2); add it to --layers"]
+
+
 def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
     os.symlink(clip, tmp_path / "in.mp4")
     (tmp_path / "guides").mkdir()

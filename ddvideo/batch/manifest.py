@@ -380,6 +380,11 @@ class _Checker:
             except DDVideoError as exc:
                 bad(*key_of("layers" if opts.get("layers") else "preset"), str(exc))
             else:
+                if dream_schedule in mode_settings and dream_schedule not in failed:
+                    try:
+                        dream_schedule(opts).check_weight_keys(terms)
+                    except DDVideoError as exc:
+                        bad(*key_of("layer_weights"), str(exc))
                 if guide is not None:
                     try:
                         border = dream_settings(opts).ascent.border
