@@ -77,7 +77,8 @@ LARGE_FRAME_REACH = 3.0
 # whole still step on 8.9 % and 7.8 % of a frame's pixels (the shipped clip and a coffee.png pan, by at most 1.66
 # and 1.58 times); capped, those clips and grass read as before (sharpness / strength / E_warp against the filmed
 # still, coverage ratio: 0.77 / 0.98 / 0.52, 0.82; 1.07 / 0.99 / 1.00, 0.83 -> 0.82; 1.15 / 1.03 / 1.16, 0.99),
-# and a 1 s fade-in over the shipped clip ends at the same strength either way (0.95 of an uncapped still of its last frame).
+# and a 1 s fade-in over the shipped clip ends at the same strength either way (0.95 of an uncapped still of its
+# last frame). Ten clips in float32: every figure within 0.01 (benchmarks/flicker-results.md).
 # Gain 8, as at 4 a one-octave random-weight pan settled at 0.87 of its first frame's strength (test_video.py holds
 # it at 0.9 or more).
 HOLD_GAIN = 8.0

@@ -263,8 +263,8 @@ layer_weights = "mixed3=1"
 """)
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
-    assert list(caught.value.problems) == [f"{path}:13: job 1: --layer-weights names mixed3, which is not in the objective "
-                                     "(mixed2); add it to --layers"]
+    assert list(caught.value.problems) == [f"{path}:13: job 1: --layer-weights names mixed3, which is not in the "
+                                           "objective (mixed2); add it to --layers"]
 
 
 def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
