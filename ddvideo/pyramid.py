@@ -24,7 +24,7 @@ def octave_shapes(height: int, width: int, *, octaves: int, scale: float, min_si
     if min(height, width) < min_side:
         raise SettingsError(
             f"frame {width}x{height} is too small for this model and objective: both sides must be at least "
-            f"{min_side} px; use a larger image or --max-size, or earlier layers"
+            f"{min_side} px; use a larger image (or a larger --max-size, if one was given), or earlier layers"
         )
     if base_size:
         long = max(height, width)

@@ -345,7 +345,8 @@ def check_range(values: np.ndarray, *, option: str, fps: float, ok: Callable[[np
         value = values[frame]
         if np.all(values == value):  # a constant: no frame to name
             raise ScheduleError(f"{option} must be {need}, got {value:g}")
-        shown = "not a number (a division by zero?)" if not np.isfinite(value) else f"{value:.6g}"
+        shown = ("not a finite number (a division by zero, or the log or root of a negative?)" if not np.isfinite(value)
+                 else f"{value:.6g}")
         raise ScheduleError(f"{option} is {shown} at frame {frame} ({frame / fps:.2f} s); it must be {need}")
 
 

@@ -90,8 +90,11 @@ def test_out_of_range_names_the_frame_and_the_time():
     zoom = values("0:(1), 4:(0)", frames=10, fps=4.0)
     with pytest.raises(ScheduleError, match=r"--zoom is 0 at frame 4 \(1.00 s\); it must be positive"):
         check_range(zoom, option="--zoom", fps=4.0, ok=lambda v: v > 0, need="positive")
-    with pytest.raises(ScheduleError, match=r"--zoom is not a number \(a division by zero\?\) at frame 0"):
+    with pytest.raises(ScheduleError, match=r"--zoom is not a finite number \(a division by zero, or the log or root "
+                                            r"of a negative\?\) at frame 0"):
         check_range(values("1/t"), option="--zoom", fps=4.0, ok=lambda v: v > 0, need="positive")
+    with pytest.raises(ScheduleError, match=r"--zoom is not a finite number .* at frame 0"):
+        check_range(values("log(t-5)"), option="--zoom", fps=4.0, ok=lambda v: v > 0, need="positive")
     with pytest.raises(ScheduleError, match=r"--zoom must be positive, got -2"):
         check_range(values("-2"), option="--zoom", fps=4.0, ok=lambda v: v > 0, need="positive")
 

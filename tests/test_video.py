@@ -540,7 +540,7 @@ def test_too_small_frame_error_names_the_frame_the_user_asked_for(clips, dreamer
     code, err = run_cli(capsys, clips["pan"], tmp_path / "o.mp4", *FAST, "--max-size", "24", "--align")
     assert code == 1
     line = one_error_line(err, r"frame 24x18 is too small for this model and objective: both sides must be at least "
-                               r"\d+ px; use a larger image or --max-size")
+                               r"\d+ px; use a larger image \(or a larger --max-size, if one was given\)")
     minimum = int(re.search(r"at least (\d+) px", line)[1])
     assert "40x34" not in line and 18 < minimum < 43  # the canvas is never named; the frame needs less than it
     # so too where a chain is continued, whose previous frame is laid bare before any dream
