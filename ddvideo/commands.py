@@ -175,7 +175,8 @@ def _preview_run(run):
 def cmd_sheet(opts: dict[str, Any], progress) -> None:
     from .media import check_image_output, check_not_source, write_image
     from .models import load_model
-    from .sheet import SheetDreamer, SheetSettings, block_entries, compose_sheet, parse_entries, sheet_frame
+    from .sheet import (SheetDreamer, SheetSettings, block_entries, check_channels, compose_sheet, parse_entries,
+                        sheet_frame)
 
     check_not_source(opts["output"], input_paths(opts))
     check_image_output(opts["output"])
@@ -185,6 +186,7 @@ def cmd_sheet(opts: dict[str, Any], progress) -> None:
     frame = sheet_frame(opts["input"], sheet=sheet)  # a missing or unreadable input fails before the model loads
     dream, guide = dream_settings(opts), guide_option(opts)
     loaded = load_model(model_settings(opts))
+    check_channels(loaded, opts["channels"])
     dreamer = SheetDreamer(loaded, entries or block_entries(loaded), dream, guide=guide, jit_compile=opts["jit"])
     results = dreamer.dream(frame, seed=opts["seed"], progress=progress)
     tiles, labels = [r.frame for r in results], [e.label for e in dreamer.entries]

@@ -79,6 +79,21 @@ def parse_entries(*, layers: str | None = None, presets: str | None = None, stre
     return None
 
 
+def check_channels(loaded: LoadedModel, channels: str | None) -> None:
+    """Refuse --channels LAYER:N asking for more channels than LAYER has (an unknown layer is named later, with the
+    valid ones)."""
+    if not channels:
+        return
+    layer, count = _channels(channels)
+    try:
+        has = int(loaded.model.get_layer(layer).output.shape[-1])
+    except ValueError:
+        return
+    if count > has:
+        raise SettingsError(f"--channels {channels} asks for {count} channels, but {layer} has {has}: give N of {has} "
+                            "or fewer")
+
+
 def block_entries(loaded: LoadedModel) -> tuple[SheetEntry, ...]:
     """One tile per block layer of the model (for a saved model: its layers named like a known backbone's blocks)."""
     names = loaded.block_layers()

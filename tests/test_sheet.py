@@ -141,7 +141,9 @@ def test_the_sheet_of_a_clip_dreams_its_frame_at_the_time_asked(tmp_path):
     (["--presets", "keras,dreamy"], r"unknown preset 'dreamy' in --presets: use some of keras, tutorial, book"),
     (["--presets", "keras", "--layers", "mixed2"], r"--presets sets each tile's objective: leave out --layers"),
     (["--channels", "mixed2:none"], r"cannot read --channels 'mixed2:none': write LAYER or LAYER:N"),
-    (["--channels", "mixed2:999"], r"channel 288 is out of range for layer 'mixed2', which has 288"),
+    (["--channels", "mixed2:999"], r"--channels mixed2:999 asks for 999 channels, but mixed2 has 288: give N of 288 "
+                                   r"or fewer"),
+    (["--channels", "mixed99:4"], r"unknown layer 'mixed99'"),
     (["--layers", "mixed2,mixed99"], r"unknown layer 'mixed99'"),
     (["--columns", "0"], r"--columns must be at least 1"),
     (["--at", "1"], r"--at picks a time in a clip, but .*in\.png is a still image"),
