@@ -114,8 +114,9 @@ def check_guide(guide_shape: tuple[int, ...], *, terms: tuple[Term, ...], min_si
     height, width = guide_shape[:2]
     if min(height, width) < min_side:
         raise InputError(
-            f"--guide: the guide picture is {width}x{height}, too small for this objective: both sides must be at "
-            f"least {min_side} px; give a larger guide or earlier layers"
+            f"--guide: the guide picture is {width}x{height} as the dream uses it (a large one is scaled down), too "
+            f"small for this objective: both sides must be at least {min_side} px; give a larger or less elongated "
+            "guide, or earlier layers"
         )
 
 

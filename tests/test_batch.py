@@ -291,7 +291,8 @@ guide = "{guide}"
     assert problems[0].startswith(f"{path}:12: job 1: --guide: input not found: {tmp_path / 'missing.png'}")
     assert problems[1].startswith(f"{path}:17: job 2: --guide: not a readable image: {tmp_path / 'notes.png'}")
     # mixed3 of the defaults' objective needs 43 px with the default recipe's whole picture (no border dropped)
-    assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 30x30, too small for this objective")
+    assert problems[2].startswith(f"{path}:22: job 3: --guide: the guide picture is 30x30 as the dream uses "
+                                  "it (a large one is scaled down), too small for this objective")
 
 
 def test_a_job_may_not_write_over_an_input(tmp_path: Path, clip: Path) -> None:

@@ -92,7 +92,7 @@ def test_strength_multiplies_the_step(inception):
 
 
 def test_guides_that_cannot_work_are_refused(inception, tmp_path):
-    with pytest.raises(InputError, match=r"guide picture is 25x20, too small .* at least 27 px"):
+    with pytest.raises(InputError, match=r"guide picture is 25x20 as the dream uses it .*, too small .* at least 27 px"):
         Dreamer(inception, SETTINGS, guide=np.zeros((20, 25, 3), np.uint8))
     with pytest.raises(SettingsError, match="whole layers, not channels: drop the channel from mixed2:3"):
         Dreamer(inception, replace(SETTINGS, layers="mixed2:3"), guide=stripes())
@@ -109,6 +109,7 @@ def files(tmp_path):
     write_image(photo, textured_image(96, 112, seed=3))
     write_image(guide, stripes())
     write_image(tiny, stripes(20))
+    write_image(str(tmp_path / "strip.png"), textured_image(50, 1024, seed=4))  # 512x25 once scaled for the dream
     (tmp_path / "notes.png").write_bytes(b"not a picture")
     with VideoWriter(tmp_path / "in.mp4", fps=12, size=(112, 96)) as writer:
         for _ in range(3):
@@ -137,7 +138,9 @@ def test_commands_take_a_guide_and_renders_record_it(files, capsys):
 @pytest.mark.parametrize("guide, pattern", [
     ("missing.png", r"--guide: input not found: .*missing\.png"),
     ("notes.png", r"--guide: not a readable image: .*notes\.png"),
-    ("tiny.png", r"--guide: the guide picture is 20x20, too small for this objective"),
+    ("tiny.png", r"--guide: the guide picture is 20x20 as the dream uses it \(a large one is scaled down\), too "
+                 r"small for this objective"),
+    ("strip.png", r"--guide: the guide picture is 512x25 as the dream uses it .* give a larger or less elongated guide"),
 ])
 @pytest.mark.parametrize("command", ["image", "video", "zoom", "sheet"])
 def test_bad_guides_fail_in_one_line_before_any_output(files, capsys, command, guide, pattern):
@@ -145,4 +148,4 @@ def test_bad_guides_fail_in_one_line_before_any_output(files, capsys, command, g
     argv = [command, str(files / source), str(files / out), *FAST, "--guide", str(files / guide)]
     assert main(argv + (["--frames", "2"] if command == "zoom" else [])) == 1
     one_error_line(capsys.readouterr().err, pattern)
-    assert sorted(os.listdir(files)) == ["guide.png", "in.mp4", "in.png", "notes.png", "tiny.png"]
+    assert sorted(os.listdir(files)) == ["guide.png", "in.mp4", "in.png", "notes.png", "strip.png", "tiny.png"]
