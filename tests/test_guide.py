@@ -92,7 +92,8 @@ def test_strength_multiplies_the_step(inception):
 
 
 def test_guides_that_cannot_work_are_refused(inception, tmp_path):
-    with pytest.raises(InputError, match=r"guide picture is 25x20 as the dream uses it .*, too small .* at least 27 px"):
+    with pytest.raises(InputError, match=r"guide picture is 25x20 as the dream uses it .*, too small .* at least "
+                                         r"27 px"):
         Dreamer(inception, SETTINGS, guide=np.zeros((20, 25, 3), np.uint8))
     with pytest.raises(SettingsError, match="whole layers, not channels: drop the channel from mixed2:3"):
         Dreamer(inception, replace(SETTINGS, layers="mixed2:3"), guide=stripes())
@@ -140,7 +141,8 @@ def test_commands_take_a_guide_and_renders_record_it(files, capsys):
     ("notes.png", r"--guide: not a readable image: .*notes\.png"),
     ("tiny.png", r"--guide: the guide picture is 20x20 as the dream uses it \(a large one is scaled down\), too "
                  r"small for this objective"),
-    ("strip.png", r"--guide: the guide picture is 512x25 as the dream uses it .* give a larger or less elongated guide"),
+    ("strip.png", r"--guide: the guide picture is 512x25 as the dream uses it .* give a larger or less elongated "
+                  r"guide"),
 ])
 @pytest.mark.parametrize("command", ["image", "video", "zoom", "sheet"])
 def test_bad_guides_fail_in_one_line_before_any_output(files, capsys, command, guide, pattern):
