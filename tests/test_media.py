@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -300,6 +301,18 @@ def test_an_encoder_stopped_by_a_signal_says_so(tmp_path: Path, sig: signal.Sign
     finally:
         if ignored:
             signal.signal(sig, signal.SIG_IGN)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_frame_folder_removed_during_the_render_is_named(tmp_path: Path) -> None:
+    """Someone removed the folder the frames were being written to: say so, and that a rerun continues."""
+    frame = grey_frames(1)[0]
+    with pytest.raises(OutputError, match=r"the folder it was being written to is gone \(removed during the "
+                                          r"render\?\); run the same command again"):
+        with VideoWriter(tmp_path / "frames/", fps=12, size=(64, 48)) as writer:
+            writer.write(frame)
+            shutil.rmtree(writer._target.tmp)
+            writer.write(frame)
     assert list(tmp_path.iterdir()) == []
 
 

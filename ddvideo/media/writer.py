@@ -188,6 +188,10 @@ class VideoWriter:
             name = self._target.tmp / FRAME_NAME.format(self.frames_written)
             try:
                 iio.imwrite(name, frame, plugin="pillow", extension=".png")
+            except (FileNotFoundError, NotADirectoryError) as err:  # its temporary folder, gone or replaced
+                raise OutputError(f"cannot write frame {name.name} into {self.path}: the folder it was being written "
+                                  "to is gone (removed during the render?); run the same command again to continue "
+                                  "from the finished frames") from err
             except OSError as err:
                 msg = f"cannot write frame {name.name} into {self.path}: {err}; check free disk space"
                 raise OutputError(msg) from err
