@@ -242,7 +242,8 @@ def _keyframe_values(keyframes: tuple[Keyframe, ...], t: np.ndarray, env: dict, 
             out[mine] = key.value.evaluate(env, frames)[mine]
         elif k + 1 < len(keyframes):
             share = (t[mine] - positions[k]) / (positions[k + 1] - positions[k])
-            out[mine] = at_key[k] + share * (at_key[k + 1] - at_key[k])
+            with np.errstate(invalid="ignore"):  # toward a key that is not finite: nan, which the range checks name
+                out[mine] = at_key[k] + share * (at_key[k + 1] - at_key[k])
         else:
             out[mine] = at_key[k]
     return out

@@ -267,6 +267,36 @@ layer_weights = "mixed3=1"
                                            "objective (mixed2); add it to --layers"]
 
 
+def test_a_schedule_leaving_its_range_mid_clip_is_found_before_anything_runs(tmp_path: Path, clip: Path) -> None:
+    """As the command would find it: the job's frames are known from its clip (video) or its settings (zoom)."""
+    os.symlink(clip, tmp_path / "in.mp4")
+    path = write_manifest(tmp_path, """
+[[job]]
+input = "in.mp4"
+output = "a.mp4"
+strength = "0:(1), 4:(-1)"
+
+[[job]]
+mode = "zoom"
+output = "z.mp4"
+size = "64x64"
+frames = 6
+layers = "mixed2"
+layer_weights = "mixed2=0:(1), 5:(1/(t-5))"
+
+[[job]]
+input = "in.mp4"
+output = "b.mp4"
+strength = "0:(1), 4:(2)"
+""")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    problems = caught.value.problems
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"{path}:12: job 1: --strength is 0 at frame 2")
+    assert problems[1].startswith(f"{path}:20: job 2: --layer-weights mixed2 is not a finite number")
+
+
 def test_a_guide_is_checked_like_the_inputs(tmp_path: Path, clip: Path) -> None:
     os.symlink(clip, tmp_path / "in.mp4")
     (tmp_path / "guides").mkdir()

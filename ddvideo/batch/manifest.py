@@ -303,7 +303,7 @@ class _Checker:
             entry = entries.get(dest)
             return (entry[1], entry[0]) if entry else (None, "job")
 
-        frames = fps = clip = None
+        frames = fps = clip = zoom = flow = None
         warmup, origin = 0, 0.0
         failed: set = set()
         mode_settings = {"video": [video_settings, dream_schedule], "zoom": [zoom_settings, dream_schedule]}.get(mode, [])
@@ -318,6 +318,8 @@ class _Checker:
             if build is video_settings:
                 flow, clip = built
                 warmup = warmup_frames(flow)
+            if build is zoom_settings:
+                zoom = built
             if build is zoom_settings and not opts.get("audio"):
                 from ..schedule import uses_audio
 
@@ -385,6 +387,9 @@ class _Checker:
                         dream_schedule(opts).check_weight_keys(terms)
                     except DDVideoError as exc:
                         bad(*key_of("layer_weights"), str(exc))
+                    else:
+                        self._check_ranges(opts, terms, flow=flow, frames=frames if zoom is None else zoom.frames,
+                                           fps=fps if zoom is None else zoom.fps, bad=bad)
                 if guide is not None:
                     try:
                         border = dream_settings(opts).ascent.border
@@ -406,6 +411,25 @@ class _Checker:
         return Job(index=index, name=name, mode=mode, argv=tuple(argv), input=source, output=output,
                    work_dir=work_dir, line=line,
                    frames=frames, fps=fps, origin=origin, warmup=warmup, segments=segments, segmentable=segmentable)
+
+    @staticmethod
+    def _check_ranges(opts, terms, *, flow, frames: int | None, fps: float | None, bad) -> None:
+        """A strength, layer-weight or blend schedule that leaves its range somewhere in the job's frames, as the
+        command would find it before rendering (one that follows the music is checked when the job runs)."""
+        from ..options import dream_schedule, dream_settings
+        from ..schedule import uses_audio
+        from ..video import blend_values
+
+        schedule = dream_schedule(opts)
+        if not frames or uses_audio(*schedule.texts, *([flow.blend] if flow is not None else [])):
+            return
+        try:
+            schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps)
+            schedule.weights(terms, frames=frames, fps=fps)
+            if flow is not None:
+                blend_values(flow, frames=frames, fps=fps)
+        except DDVideoError as exc:
+            bad(None, "job", str(exc))
 
     def _check_distinct(self) -> None:
         """Two jobs writing one output (or one work folder) would overwrite each other's frames; a job writing
