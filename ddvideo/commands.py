@@ -125,6 +125,21 @@ def _warn_no_sound(opts: dict[str, Any], output: str) -> None:
               "write .mp4, .mov, .mkv or .webm to hear it", file=sys.stderr)
 
 
+def schedule_ranges(opts: dict[str, Any], terms, *, flow, frames: int | None, fps: float | None) -> None:
+    """Raise if the strength, layer-weight or blend schedule leaves its range within `frames` (a batch job's check
+    before any job runs); one that follows the music is checked when its render analyses the music."""
+    from .schedule import uses_audio
+    from .video import blend_values
+
+    schedule = dream_schedule(opts)
+    if not frames or uses_audio(*schedule.texts, *([flow.blend] if flow is not None else [])):
+        return
+    schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps)
+    schedule.weights(terms, frames=frames, fps=fps)
+    if flow is not None:
+        blend_values(flow, frames=frames, fps=fps)
+
+
 def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps: float):
     """The music analysed for a render of `frames` frames (None without), the dream's schedules checked against
     it before any model loads: one that follows the music without any, or leaves its range, fails here. The

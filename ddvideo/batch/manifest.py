@@ -296,6 +296,7 @@ class _Checker:
 
     def _settings(self, index, table, entries, mode, argv, opts, label, line, bad) -> Job | None:
         """Build the settings the command would build, look at the input and output, and check the layers."""
+        from ..commands import schedule_ranges
         from ..options import (dream_schedule, dream_settings, input_paths, model_settings, run_settings,
                                video_settings, zoom_settings)
 
@@ -385,11 +386,10 @@ class _Checker:
                 if dream_schedule in mode_settings and dream_schedule not in failed:
                     try:
                         dream_schedule(opts).check_weight_keys(terms)
+                        schedule_ranges(opts, terms, flow=flow, frames=frames if zoom is None else zoom.frames,
+                                        fps=fps if zoom is None else zoom.fps)  # as the command would check them
                     except DDVideoError as exc:
-                        bad(*key_of("layer_weights"), str(exc))
-                    else:
-                        self._check_ranges(opts, terms, flow=flow, frames=frames if zoom is None else zoom.frames,
-                                           fps=fps if zoom is None else zoom.fps, bad=bad)
+                        bad(None, "job", str(exc))  # at the line of the option it names
                 if guide is not None:
                     try:
                         border = dream_settings(opts).ascent.border
@@ -411,25 +411,6 @@ class _Checker:
         return Job(index=index, name=name, mode=mode, argv=tuple(argv), input=source, output=output,
                    work_dir=work_dir, line=line,
                    frames=frames, fps=fps, origin=origin, warmup=warmup, segments=segments, segmentable=segmentable)
-
-    @staticmethod
-    def _check_ranges(opts, terms, *, flow, frames: int | None, fps: float | None, bad) -> None:
-        """A strength, layer-weight or blend schedule that leaves its range somewhere in the job's frames, as the
-        command would find it before rendering (one that follows the music is checked when the job runs)."""
-        from ..options import dream_schedule, dream_settings
-        from ..schedule import uses_audio
-        from ..video import blend_values
-
-        schedule = dream_schedule(opts)
-        if not frames or uses_audio(*schedule.texts, *([flow.blend] if flow is not None else [])):
-            return
-        try:
-            schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps)
-            schedule.weights(terms, frames=frames, fps=fps)
-            if flow is not None:
-                blend_values(flow, frames=frames, fps=fps)
-        except DDVideoError as exc:
-            bad(None, "job", str(exc))
 
     def _check_distinct(self) -> None:
         """Two jobs writing one output (or one work folder) would overwrite each other's frames; a job writing
