@@ -37,7 +37,7 @@ def cmd_image(opts: dict[str, Any], progress) -> None:
 def cmd_video(opts: dict[str, Any], progress) -> None:
     from .media import check_unlocked, check_writable, probe_video
     from .render import check_paths, default_work_dir
-    from .video import blend_values, render_video
+    from .video import render_video
 
     flow, clip = video_settings(opts)
     schedule = dream_schedule(opts)
@@ -49,8 +49,7 @@ def cmd_video(opts: dict[str, Any], progress) -> None:
         clip, output, run = preview_clip(clip, seconds=opts["preview"]), preview_path(output), _preview_run(run)
     info = probe_video(opts["input"])  # a missing or unreadable clip fails before the model loads
     music, frames, fps = video_music(opts, flow, schedule, clip=clip)
-    features = _check_schedules(opts, schedule, music=music, frames=frames, fps=fps)
-    blend_values(flow, frames=frames, fps=fps, audio=features and features.values)
+    features = _check_schedules(opts, schedule, music=music, frames=frames, fps=fps, flow=flow)
     if opts.get("plot"):
         return _plot(opts, {"--blend": flow.blend}, schedule, features=features, frames=frames, fps=fps)
     check_writable(output)
@@ -125,34 +124,30 @@ def _warn_no_sound(opts: dict[str, Any], output: str) -> None:
               "write .mp4, .mov, .mkv or .webm to hear it", file=sys.stderr)
 
 
-def schedule_ranges(opts: dict[str, Any], terms, *, flow, frames: int | None, fps: float | None) -> None:
-    """Raise if the strength, layer-weight or blend schedule leaves its range within `frames` (a batch job's check
-    before any job runs); one that follows the music is checked when its render analyses the music."""
-    from .schedule import uses_audio
+def schedule_ranges(opts: dict[str, Any], schedule, terms, *, flow, frames: int, fps: float, audio=None) -> None:
+    """Raise if the strength schedule, the layer weights' (given the objective's `terms`; None: not checked) or the
+    blend's (given video's `flow`) leaves its range within `frames`, or follows music that `audio` does not give."""
     from .video import blend_values
 
-    schedule = dream_schedule(opts)
-    if not frames or uses_audio(*schedule.texts, *([flow.blend] if flow is not None else [])):
-        return
-    schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps)
-    schedule.weights(terms, frames=frames, fps=fps)
+    schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps, audio=audio)
+    if terms is not None:
+        schedule.weights(terms, frames=frames, fps=fps, audio=audio)
     if flow is not None:
-        blend_values(flow, frames=frames, fps=fps)
+        blend_values(flow, frames=frames, fps=fps, audio=audio)
 
 
-def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps: float):
-    """The music analysed for a render of `frames` frames (None without), the dream's schedules checked against
-    it before any model loads: one that follows the music without any, or leaves its range, fails here. The
-    mode's own schedules are checked by the caller."""
+def _check_schedules(opts: dict[str, Any], schedule, *, music, frames: int, fps: float, flow=None):
+    """The music analysed for a render of `frames` frames (None without), the dream's schedules (and video's blend)
+    checked against it before any model loads: one that follows the music without any, or leaves its range, fails
+    here. Zoom's camera schedules are checked by the caller."""
     from .audio import analyse
     from .objective import parse_objective
 
     features = analyse(music, frames=frames, fps=fps) if music is not None else None
-    audio = features and features.values
-    schedule.strengths(dream_settings(opts).strength, frames=frames, fps=fps, audio=audio)
     layers = opts.get("layers") or opts.get("preset")
-    if layers is not None and schedule.layer_weights is not None:  # else the model's default, checked at render
-        schedule.weights(parse_objective(layers), frames=frames, fps=fps, audio=audio)
+    # without layers the model's default objective, checked at render
+    terms = parse_objective(layers) if layers is not None and schedule.layer_weights is not None else None
+    schedule_ranges(opts, schedule, terms, flow=flow, frames=frames, fps=fps, audio=features and features.values)
     return features
 
 

@@ -152,16 +152,28 @@ def _grid_dream(dreamer: Dreamer, *, offset: np.ndarray | None, seed: int) -> Dr
     def dream(frame: np.ndarray, **options) -> DreamResult:
         if offset is None:
             return dreamer.dream(frame, seed=seed, **options)
-        canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
         if options.get("step_map") is not None:
             options["step_map"] = grid_canvas(options["step_map"], offset=offset, grid=dreamer.grid)[0]
-        try:
+
+        def on_canvas(canvas: np.ndarray) -> tuple[np.ndarray, float]:
             result = dreamer.dream(canvas, seed=seed, **options)
-        except SettingsError as err:
-            raise _in_frame_terms(err, frame=frame, canvas=canvas) from err
-        return DreamResult(result.frame[sy : sy + frame.shape[0], sx : sx + frame.shape[1]], result.loss)
+            return result.frame, result.loss
+
+        return DreamResult(*_on_canvas(dreamer, frame, offset=offset, run=on_canvas))
 
     return dream
+
+
+def _on_canvas(dreamer: Dreamer, frame: np.ndarray, *, offset: np.ndarray,
+               run: Callable[[np.ndarray], tuple[np.ndarray, float | None]]) -> tuple[np.ndarray, float | None]:
+    """run(canvas) on the frame's grid canvas (transforms.grid_canvas at `offset`), its picture cropped back to the
+    frame; an error that names the canvas speaks of the frame the user asked for (_in_frame_terms)."""
+    canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
+    try:
+        picture, loss = run(canvas)
+    except SettingsError as err:
+        raise _in_frame_terms(err, frame=frame, canvas=canvas) from err
+    return picture[sy : sy + frame.shape[0], sx : sx + frame.shape[1]], loss
 
 
 def _in_frame_terms(err: SettingsError, *, frame: np.ndarray, canvas: np.ndarray) -> SettingsError:
@@ -287,12 +299,8 @@ def _bare(dreamer: Dreamer, frame: np.ndarray, *, offset: np.ndarray | None) -> 
     dream fills (_grid_dream), at the same grid phase, which a frame too small for the network on its own may fill."""
     if offset is None:
         return dreamer.bare(frame)
-    canvas, (sy, sx) = grid_canvas(frame, offset=offset, grid=dreamer.grid)
-    try:
-        bare = dreamer.bare(canvas)
-    except SettingsError as err:  # before any dream where a chain is continued
-        raise _in_frame_terms(err, frame=frame, canvas=canvas) from err
-    return bare[sy : sy + frame.shape[0], sx : sx + frame.shape[1]]
+    # a continued chain lays its previous frame bare before any dream: its errors too speak of the frame
+    return _on_canvas(dreamer, frame, offset=offset, run=lambda canvas: (dreamer.bare(canvas), None))[0]
 
 
 # A still gives up part of the frame's finest detail (the recipe's share not put back after each octave); a top-up

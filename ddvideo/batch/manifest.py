@@ -299,6 +299,7 @@ class _Checker:
         from ..commands import schedule_ranges
         from ..options import (dream_schedule, dream_settings, input_paths, model_settings, run_settings,
                                video_settings, zoom_settings)
+        from ..schedule import uses_audio
 
         def key_of(dest: str) -> tuple[str | None, str]:
             entry = entries.get(dest)
@@ -322,8 +323,6 @@ class _Checker:
             if build is zoom_settings:
                 zoom = built
             if build is zoom_settings and not opts.get("audio"):
-                from ..schedule import uses_audio
-
                 if uses_audio(built.zoom, built.rotate, *built.pan, built.dream_every, opts.get("strength"),
                               *(v for _, v in dream_schedule(opts).weight_entries())):
                     bad(None, "job", "a schedule follows the music (rms, onset, beat, bass or treble), but the job "
@@ -385,9 +384,12 @@ class _Checker:
             else:
                 if dream_schedule in mode_settings and dream_schedule not in failed:
                     try:
-                        dream_schedule(opts).check_weight_keys(terms)
-                        schedule_ranges(opts, terms, flow=flow, frames=frames if zoom is None else zoom.frames,
-                                        fps=fps if zoom is None else zoom.fps)  # as the command would check them
+                        schedule = dream_schedule(opts)
+                        schedule.check_weight_keys(terms)
+                        length, rate = (frames, fps) if zoom is None else (zoom.frames, zoom.fps)
+                        # as the command would check them; one that follows the music, once its job analyses it
+                        if length and not uses_audio(*schedule.texts, *([flow.blend] if flow is not None else [])):
+                            schedule_ranges(opts, schedule, terms, flow=flow, frames=length, fps=rate)
                     except DDVideoError as exc:
                         bad(None, "job", str(exc))  # at the line of the option it names
                 if guide is not None:
