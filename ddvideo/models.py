@@ -101,6 +101,10 @@ class LoadedModel:
         names = [n for n in self.dreamable_layers() if re.match(self.block_pattern, n)]
         return names or self.dreamable_layers()
 
+    def channels(self, layer: str) -> int:
+        """How many channels `layer` has (ValueError for a layer the model lacks)."""
+        return int(self.model.get_layer(layer).output.shape[-1])
+
 def _output_shape(layer: keras.layers.Layer) -> tuple:
     try:
         shape = layer.output.shape

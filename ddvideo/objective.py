@@ -67,7 +67,7 @@ def build_extractor(loaded: LoadedModel, terms: tuple[Term, ...]) -> keras.Model
                 f"{', '.join(loaded.block_layers())} (run `ddvideo layers --model {loaded.name}` for all)"
             )
         if term.channel is not None:
-            channels = loaded.model.get_layer(term.layer).output.shape[-1]
+            channels = loaded.channels(term.layer)
             if term.channel >= channels:
                 raise SettingsError(
                     f"channel {term.channel} is out of range for layer {term.layer!r}, which has {channels} (0..{channels - 1})"

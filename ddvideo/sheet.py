@@ -86,7 +86,7 @@ def check_channels(loaded: LoadedModel, channels: str | None) -> None:
         return
     layer, count = _channels(channels)
     try:
-        has = int(loaded.model.get_layer(layer).output.shape[-1])
+        has = loaded.channels(layer)
     except ValueError:
         return
     if count > has:
