@@ -77,6 +77,13 @@ def write_manifest(folder: Path, jobs: str, *, defaults: str = DEFAULTS, name: s
     return path
 
 
+def problems_of(path: Path) -> tuple[str, ...]:
+    """The problems load_manifest finds in the manifest at `path` (it must find some)."""
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    return caught.value.problems
+
+
 def decode(path: Path) -> list[np.ndarray]:
     with VideoReader(path) as reader:
         return list(reader)
@@ -220,9 +227,7 @@ input = "in.mp4"
 output = "a.mp4"
 flow = "magic"
 """)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert len(problems) == 5, problems
     assert problems[0].startswith(f"{path}:12: job 1: unknown key 'octave'") and "did you mean 'octaves'" in problems[0]
     assert problems[1].startswith(f"{path}:15: job 2: input not found: {tmp_path / 'missing.mp4'}")
@@ -245,9 +250,7 @@ output = "a.mp4"
 strength = "0:(1), 1s:(2"
 max_size = 8
 """)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert len(problems) == 2, problems
     assert "--strength: unclosed '('" in problems[0] and "--max-size must be at least 16 pixels" in problems[1]
 
@@ -261,10 +264,8 @@ output = "a.mp4"
 layers = "mixed2"
 layer_weights = "mixed3=1"
 """)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    assert list(caught.value.problems) == [f"{path}:13: job 1: --layer-weights names mixed3, which is not in the "
-                                           "objective (mixed2); add it to --layers"]
+    assert list(problems_of(path)) == [f"{path}:13: job 1: --layer-weights names mixed3, which is not in the "
+                                       "objective (mixed2); add it to --layers"]
 
 
 def test_a_schedule_leaving_its_range_mid_clip_is_found_before_anything_runs(tmp_path: Path, clip: Path) -> None:
@@ -289,9 +290,7 @@ input = "in.mp4"
 output = "b.mp4"
 strength = "0:(1), 4:(2)"
 """)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert len(problems) == 2, problems
     assert problems[0].startswith(f"{path}:12: job 1: --strength is 0 at frame 2")
     assert problems[1].startswith(f"{path}:20: job 2: --layer-weights mixed2 is not a finite number")
@@ -314,9 +313,7 @@ guide = "{guide}"
     assert f"--guide={tmp_path / 'guides' / 'stripes.png'}" in job.argv
     path = write_manifest(tmp_path, "".join(jobs.format(name=n, guide=g) for n, g in
                                             (("a", "missing.png"), ("b", "notes.png"), ("c", "small.png"))))
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert len(problems) == 3, problems
     assert problems[0].startswith(f"{path}:12: job 1: --guide: input not found: {tmp_path / 'missing.png'}")
     assert problems[1].startswith(f"{path}:17: job 2: --guide: not a readable image: {tmp_path / 'notes.png'}")
@@ -350,9 +347,7 @@ mode = "image"
 input = "b.png"
 output = "a.png"
 """)
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert len(problems) == 3, problems
     assert problems[0].startswith(f"{path}:11: job 1: output {tmp_path / 'clips' / 'in.mp4'} is the input file: "
                                   "writing it would destroy the source")
@@ -389,9 +384,7 @@ output = "readonly/x.mp4"
     def at(text: str) -> str:
         return f"{path}:{lines.index(text) + 1}: "
 
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    problems = caught.value.problems
+    problems = problems_of(path)
     assert problems[:3] == (
         at('output = "/proc/x.mp4"') + "job 1: output folder /proc is not writable (no files can be made there); "
                                        "fix its permissions or choose another output path",
